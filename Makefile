@@ -1,0 +1,33 @@
+# The two commands of the README, and what they stand on. Each target installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test setup jars down lock clean
+
+demo: setup  ## start the local stack and run the main job on local defaults
+	$(BIN)/braid smoke
+
+test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed jars
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+jars: $(VENV)/.installed  ## Maven Central -> ~/.braid/jars, once
+	$(BIN)/braid jars
+
+down: $(VENV)/.installed
+	$(BIN)/braid down
+
+lock: $(VENV)/.installed  ## re-resolve requirements.lock after changing pyproject.toml
+	{ echo "# Every package Braid installs, resolved together (Python 3.11); used as a pip constraint by the Makefile."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info

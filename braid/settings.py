@@ -1,0 +1,237 @@
+"""The one settings object of Braid.
+
+Read once, at start, from environment variables (prefix ``BRAID_``) and, optionally, a TOML file named by
+``BRAID_SETTINGS_FILE``; the environment wins over the file. The object is frozen: code that needs a value receives
+the value, not the settings (STYLE.md, rule 6). A bad value fails at start with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+SETTINGS_FILE_VARIABLE = "BRAID_SETTINGS_FILE"
+
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+_SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,[1-9]\d*)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
+_LAKE_SCHEMES = ("file://", "s3a://", "s3://", "gs://", "abfss://", "abfs://", "hdfs://")
+_MEMORY = re.compile(r"^[1-9]\d*[mMgG]$")
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the setting (as its environment variable) and the value."""
+
+
+def _default_home() -> Path:
+    return Path.home() / ".braid"
+
+
+class Settings(BaseSettings):
+    """Every endpoint and knob of a Braid deployment; defaults run everything on this machine."""
+
+    model_config = SettingsConfigDict(env_prefix="BRAID_", frozen=True, extra="forbid", validate_default=True)
+
+    # Where Braid keeps its own state on this machine: the JVM jar cache, local services' data, logs and pids.
+    home: Path = Field(default_factory=_default_home)
+    jars_dir: Path | None = None
+    services_dir: Path | None = None
+
+    java_home: Path | None = None
+
+    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = ["127.0.0.1:9092"]
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_heap: str = "1g"
+
+    cassandra_contact_points: Annotated[list[str], NoDecode] = ["127.0.0.1"]
+    cassandra_port: int = Field(default=9042, ge=1, le=65535)
+    cassandra_storage_port: int = Field(default=7000, ge=1, le=65535)
+    cassandra_keyspace: str = "braid"
+    cassandra_replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
+    cassandra_replication_factor: int = Field(default=1, ge=1, le=9)
+    cassandra_local_datacenter: str = "datacenter1"
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None
+    cassandra_heap: str = "2g"
+
+    delta_root: str | None = None
+    checkpoint_root: str | None = None
+
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "4g"
+    spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
+    spark_ui_enabled: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlFileSource(settings_cls)
+
+    @field_validator("kafka_bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("cassandra_contact_points", mode="before")
+    @classmethod
+    def _split_points(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("expected at least one host:port")
+        for server in value:
+            match = _HOST_PORT.match(server)
+            if not match or not 0 < int(match["port"]) < 65536:
+                raise ValueError(f"{server!r} is not host:port (e.g. 127.0.0.1:9092)")
+        return value
+
+    @field_validator("cassandra_contact_points")
+    @classmethod
+    def _check_points(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("expected at least one host")
+        for point in value:
+            if not re.fullmatch(r"[A-Za-z0-9.\-:]+", point):
+                raise ValueError(f"{point!r} is not a host name or address")
+        return value
+
+    @field_validator("cassandra_keyspace")
+    @classmethod
+    def _check_keyspace(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", value):
+            raise ValueError(f"{value!r} is not a keyspace name (lower case letters, digits, _; 48 at most)")
+        return value
+
+    @field_validator("spark_master")
+    @classmethod
+    def _check_master(cls, value: str) -> str:
+        if not _SPARK_MASTER.match(value):
+            raise ValueError(f"{value!r} is not a Spark master URL (local[*], local[N], spark://host:port, yarn, k8s://...)")
+        return value
+
+    @field_validator("kafka_heap", "cassandra_heap", "spark_driver_memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 512m or 2g")
+        return value
+
+    @field_validator("delta_root", "checkpoint_root")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "://" in value and not value.startswith(_LAKE_SCHEMES):
+            raise ValueError(f"{value!r} has an unsupported scheme (expected a local path or one of {', '.join(_LAKE_SCHEMES)})")
+        return value
+
+    @field_validator("java_home")
+    @classmethod
+    def _check_java_home(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "bin" / "java").exists():
+            raise ValueError(f"{str(value)!r} has no bin/java")
+        return value
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Settings:
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            raise ValueError("BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_PASSWORD must be set together")
+        return self
+
+    # Derived locations: one place decides where each kind of state lives.
+    @property
+    def jar_cache(self) -> Path:
+        return self.jars_dir or self.home / "jars"
+
+    @property
+    def service_root(self) -> Path:
+        return self.services_dir or self.home / "services"
+
+    @property
+    def lake_root(self) -> str:
+        return self.delta_root or str(self.home / "lake")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.checkpoint_root or str(self.home / "checkpoints")
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """The first bootstrap server: where a local broker listens."""
+        match = _HOST_PORT.match(self.kafka_bootstrap_servers[0])
+        assert match is not None  # checked by the validator
+        return match["host"].strip("[]"), int(match["port"])
+
+    @property
+    def cassandra_host(self) -> str:
+        return self.cassandra_contact_points[0]
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Values from the TOML file named by BRAID_SETTINGS_FILE, keys as the field names (``kafka_heap = "2g"``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        name = os.environ.get(SETTINGS_FILE_VARIABLE)
+        self._values: dict[str, Any] = {}
+        if name:
+            path = Path(name)
+            if not path.is_file():
+                raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={name!r}: no such file")
+            try:
+                self._values = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as error:
+                raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={name!r}: not valid TOML ({error})") from error
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b`` as well as a JSON list, as people write lists in environment variables both ways."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a validation failure into one message per bad setting, each named as a variable."""
+    known = {f"BRAID_{name.upper()}" for name in Settings.model_fields} | {SETTINGS_FILE_VARIABLE}
+    unknown = sorted(name for name in os.environ if name.startswith("BRAID_") and name not in known)
+    if unknown:
+        # A misspelt variable would otherwise be ignored and its default used silently.
+        raise SettingsError(f"{', '.join(unknown)}: not a Braid setting (known: {', '.join(sorted(known))})")
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = str(item["loc"][0]) if item["loc"] else ""
+            where = f"BRAID_{name.upper()}" if name else "settings"
+            message = str(item["msg"]).removeprefix("Value error, ")
+            given = item.get("input")
+            secret = "password" in name
+            shown = "" if secret or isinstance(given, dict) or given is None or repr(given) in message else f" (got {given!r})"
+            problems.append(f"{where}: {message}{shown}")
+        raise SettingsError("; ".join(problems)) from None

@@ -1,0 +1,62 @@
+"""The Spark session factory: Delta Lake configured and Spark's Kafka source on the classpath, any master.
+
+Jars come from Braid's jar cache (`braid jars`), never from a runtime Ivy download, so a session starts offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from braid.jvm import module_jars
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from braid.settings import Settings
+
+
+def create_session(
+    app_name: str,
+    *,
+    master: str,
+    jars: list[Path],
+    driver_memory: str,
+    shuffle_partitions: int,
+    ui_enabled: bool,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.jars", ",".join(str(jar) for jar in jars))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        # Delta rebuilds table state with 50 tasks by default: far too many for small tables on few cores.
+        .config("spark.databricks.delta.snapshotPartitions", str(shuffle_partitions))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.enabled", str(ui_enabled).lower())
+        .config("spark.sql.session.timeZone", "UTC")  # event times are UTC everywhere in Braid
+        .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def session_from_settings(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    return create_session(
+        app_name,
+        master=settings.spark_master,
+        jars=module_jars(settings.jar_cache, "spark"),
+        driver_memory=settings.spark_driver_memory,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+        ui_enabled=settings.spark_ui_enabled,
+        extra_conf=extra_conf,
+    )

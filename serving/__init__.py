@@ -1,0 +1,1 @@
+"""Serving layer: Cassandra store and the merge of batch and speed views behind one query API."""

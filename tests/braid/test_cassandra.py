@@ -1,0 +1,56 @@
+"""cassandra-driver against the real node: keyspace, table, prepared writes and reads with exact values back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from braid.cassandra import ensure_keyspace, replication_map
+
+pytestmark = pytest.mark.services
+
+
+@pytest.mark.parametrize(
+    ("replication", "expected"),
+    [
+        (("SimpleStrategy", 1, "dc1"), {"class": "SimpleStrategy", "replication_factor": 1}),
+        (("NetworkTopologyStrategy", 3, "dc-east"), {"class": "NetworkTopologyStrategy", "dc-east": 3}),
+    ],
+)
+def test_replication_map(replication, expected) -> None:
+    assert replication_map(*replication) == expected
+
+
+def test_keyspace_is_created_with_the_replication_asked_for(cassandra_session) -> None:
+    ensure_keyspace(cassandra_session, "braid_test_nts", replication_map("NetworkTopologyStrategy", 1, "datacenter1"))
+    ensure_keyspace(cassandra_session, "braid_test_nts", replication_map("NetworkTopologyStrategy", 1, "datacenter1"))
+    row = cassandra_session.execute(
+        "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = 'braid_test_nts'"
+    ).one()
+    assert row.replication == {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "datacenter1": "1"}
+
+
+def test_prepared_writes_read_back_exactly(cassandra_session) -> None:
+    cassandra_session.execute(
+        "CREATE TABLE IF NOT EXISTS merchant_minutes ("
+        " merchant text, minute timestamp, payments bigint, revenue decimal, currencies map<text, int>,"
+        " PRIMARY KEY ((merchant), minute)) WITH CLUSTERING ORDER BY (minute DESC)"
+    )
+    insert = cassandra_session.prepare(
+        "INSERT INTO merchant_minutes (merchant, minute, payments, revenue, currencies) VALUES (?, ?, ?, ?, ?)"
+    )
+    rows = [
+        ("m'1; DROP TABLE x", datetime(2026, 11, 24, 12, minute, tzinfo=UTC), 10 + minute, Decimal(f"{minute}.05"), {"EUR": minute})
+        for minute in range(5)
+    ]
+    for row in rows:
+        cassandra_session.execute(insert, row)
+    select = cassandra_session.prepare(
+        "SELECT merchant, minute, payments, revenue, currencies FROM merchant_minutes WHERE merchant = ? AND minute >= ?"
+    )
+    got = list(cassandra_session.execute(select, ("m'1; DROP TABLE x", datetime(2026, 11, 24, 12, 2, tzinfo=UTC))))
+    expected = [row for row in rows if row[1] >= datetime(2026, 11, 24, 12, 2, tzinfo=UTC)]
+    expected.sort(key=lambda row: row[1], reverse=True)  # the clustering order
+    assert [(r.merchant, r.minute.replace(tzinfo=UTC), r.payments, r.revenue, dict(r.currencies)) for r in got] == expected

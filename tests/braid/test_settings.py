@@ -1,0 +1,94 @@
+"""Settings: defaults, both list spellings, the TOML file, and bad values failing with the setting named."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from braid.settings import SettingsError, load_settings
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in [name for name in os.environ if name.startswith("BRAID_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_defaults_run_everything_on_this_machine(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == ["127.0.0.1:9092"]
+    assert settings.kafka_host_port == ("127.0.0.1", 9092)
+    assert (settings.cassandra_contact_points, settings.cassandra_port) == (["127.0.0.1"], 9042)
+    assert settings.spark_master == "local[*]"
+    assert settings.lake_root == str(Path.home() / ".braid" / "lake")
+    assert settings.checkpoints == str(Path.home() / ".braid" / "checkpoints")
+    assert settings.jar_cache == Path.home() / ".braid" / "jars"
+
+
+@pytest.mark.parametrize("spelling", ["kafka-1:9092, kafka-2:9093", '["kafka-1:9092", "kafka-2:9093"]'])
+def test_lists_accept_commas_or_json(env: pytest.MonkeyPatch, spelling: str) -> None:
+    env.setenv("BRAID_KAFKA_BOOTSTRAP_SERVERS", spelling)
+    env.setenv("BRAID_CASSANDRA_CONTACT_POINTS", "10.0.0.1,10.0.0.2,10.0.0.3")
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == ["kafka-1:9092", "kafka-2:9093"]
+    assert settings.cassandra_contact_points == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert settings.kafka_host_port == ("kafka-1", 9092)
+
+
+def test_file_values_are_used_and_environment_wins(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file = tmp_path / "braid.toml"
+    file.write_text('spark_master = "spark://master:7077"\ncassandra_replication_factor = 3\ndelta_root = "s3a://lake/braid"\n')
+    env.setenv("BRAID_SETTINGS_FILE", str(file))
+    env.setenv("BRAID_CASSANDRA_REPLICATION_FACTOR", "2")
+    settings = load_settings()
+    assert settings.spark_master == "spark://master:7077"
+    assert settings.cassandra_replication_factor == 2
+    assert settings.lake_root == "s3a://lake/braid"
+
+
+def test_settings_are_frozen(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    with pytest.raises(Exception, match="frozen"):
+        settings.spark_master = "yarn"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BRAID_KAFKA_BOOTSTRAP_SERVERS", "broker-without-port", r"BRAID_KAFKA_BOOTSTRAP_SERVERS: 'broker-without-port' is not host:port"),
+        ("BRAID_KAFKA_BOOTSTRAP_SERVERS", "", r"BRAID_KAFKA_BOOTSTRAP_SERVERS: expected at least one host:port"),
+        ("BRAID_CASSANDRA_PORT", "ninety", r"BRAID_CASSANDRA_PORT: .*integer.*'ninety'"),
+        ("BRAID_CASSANDRA_PORT", "70000", r"BRAID_CASSANDRA_PORT: .*65535"),
+        ("BRAID_CASSANDRA_KEYSPACE", "Bad-Name", r"BRAID_CASSANDRA_KEYSPACE: 'Bad-Name' is not a keyspace name"),
+        ("BRAID_CASSANDRA_REPLICATION_CLASS", "Everywhere", r"BRAID_CASSANDRA_REPLICATION_CLASS: .*SimpleStrategy"),
+        ("BRAID_SPARK_MASTER", "locall", r"BRAID_SPARK_MASTER: 'locall' is not a Spark master URL"),
+        ("BRAID_DELTA_ROOT", "ftp://lake", r"BRAID_DELTA_ROOT: 'ftp://lake' has an unsupported scheme"),
+        ("BRAID_KAFKA_HEAP", "lots", r"BRAID_KAFKA_HEAP: 'lots' is not a JVM memory size"),
+        ("BRAID_JAVA_HOME", "/nonexistent/jdk", r"BRAID_JAVA_HOME: '/nonexistent/jdk' has no bin/java"),
+        ("BRAID_KAFKA_HEEP", "1g", r"BRAID_KAFKA_HEEP: not a Braid setting"),
+    ],
+)
+def test_bad_value_names_the_setting(env: pytest.MonkeyPatch, variable: str, value: str, message: str) -> None:
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
+
+
+def test_credentials_go_together_and_the_password_is_never_shown(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BRAID_CASSANDRA_USERNAME", "reader")
+    with pytest.raises(SettingsError, match="BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_PASSWORD must be set together"):
+        load_settings()
+    env.setenv("BRAID_CASSANDRA_PASSWORD", "s3cret-value")
+    settings = load_settings()
+    assert settings.cassandra_password is not None
+    assert settings.cassandra_password.get_secret_value() == "s3cret-value"
+    assert "s3cret-value" not in repr(settings)
+
+
+def test_missing_settings_file_is_named(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env.setenv("BRAID_SETTINGS_FILE", str(tmp_path / "absent.toml"))
+    with pytest.raises(SettingsError, match=r"BRAID_SETTINGS_FILE=.*absent.toml.*no such file"):
+        load_settings()

@@ -1,0 +1,85 @@
+"""Session-wide fixtures: one real Kafka, one real Cassandra and one Spark session for the whole test run.
+
+The test stack runs on its own ports and in its own folder (`~/.braid/test-stack`), so it never touches a developer's
+`braid up` stack; only the jar cache is shared (it is immutable once resolved). The folder is fixed rather than
+temporary so that services left behind by an aborted run are found by their pid files and stopped, not orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from braid.settings import Settings, load_settings
+
+TEST_PORTS = {
+    "BRAID_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+    "BRAID_KAFKA_CONTROLLER_PORT": "19093",
+    "BRAID_CASSANDRA_PORT": "19042",
+    "BRAID_CASSANDRA_STORAGE_PORT": "17000",
+}
+
+
+@pytest.fixture(scope="session")
+def braid_env() -> dict[str, str]:
+    """The environment of the test stack; also exported so that `braid` subprocesses see the same settings."""
+    home = Path.home() / ".braid" / "test-stack"
+    jar_cache = os.environ.get("BRAID_JARS_DIR") or str(Path.home() / ".braid" / "jars")
+    env = {
+        **TEST_PORTS,
+        "BRAID_HOME": str(home),
+        "BRAID_JARS_DIR": jar_cache,
+        "BRAID_SPARK_MASTER": "local[2]",
+        "BRAID_SPARK_SHUFFLE_PARTITIONS": "2",
+        "BRAID_SPARK_DRIVER_MEMORY": "2g",
+        "BRAID_KAFKA_HEAP": "512m",
+        "BRAID_CASSANDRA_HEAP": "1g",
+        "BRAID_CASSANDRA_KEYSPACE": "braid_test",
+    }
+    for name in [name for name in os.environ if name.startswith("BRAID_")]:
+        del os.environ[name]
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(braid_env: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings):
+    """Kafka and Cassandra up for the whole session, stopped gracefully at its end."""
+    from braid.services import local
+
+    local.down(settings, log=lambda message: None)  # whatever an aborted run left behind
+    shutil.rmtree(settings.home, ignore_errors=True)  # each run starts from empty services, lake and checkpoints
+    local.up(settings, log=lambda message: None)
+    yield settings
+    local.down(settings, log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings):
+    from braid.jvm import ensure_jars
+    from braid.spark import session_from_settings
+
+    ensure_jars(settings.jar_cache)
+    session = session_from_settings(settings, "braid-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def cassandra_session(services: Settings):
+    from braid.cassandra import cluster_from_settings, ensure_keyspace, replication_map
+
+    cluster = cluster_from_settings(services)
+    session = cluster.connect()
+    ensure_keyspace(session, services.cassandra_keyspace, replication_map("SimpleStrategy", 1, "datacenter1"))
+    session.set_keyspace(services.cassandra_keyspace)
+    yield session
+    cluster.shutdown()
