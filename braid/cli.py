@@ -50,6 +50,130 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from schemas.contracts import CONTRACTS_DIR, ContractError, check_registry, load_contracts
+    from schemas.views import VIEWS_DIR, load_views
+
+    contracts_dir = Path(args.contracts) if args.contracts else CONTRACTS_DIR
+    try:
+        registry = load_contracts(contracts_dir)
+        problems = check_registry(registry)
+        views = load_views(Path(args.views) if args.views else VIEWS_DIR, registry)
+    except ContractError as error:
+        raise BraidError(f"schemas: {error}") from None
+    if problems:
+        for problem in problems:
+            print(f"braid: schemas: {problem}", file=sys.stderr)
+        return 2
+    types = ", ".join(f"{name} v{'/v'.join(str(v) for v in sorted(versions))}" for name, versions in registry.items())
+    print(f"schemas: ok: {types}; {len(views)} views ({', '.join(views)})")
+    return 0
+
+
+def _schemas_show(args: argparse.Namespace) -> int:
+    import json
+
+    from schemas.contracts import default_contracts
+
+    registry = default_contracts()
+    if args.event_type not in registry:
+        raise BraidError(f"schemas: no contract for event type {args.event_type!r} (known: {', '.join(registry)})")
+    versions = registry[args.event_type]
+    version = args.version or max(versions)
+    if version not in versions:
+        raise BraidError(f"schemas: {args.event_type} has no version {version} (known: {sorted(versions)})")
+    print(json.dumps(versions[version].json_schema(), indent=2))
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    from braid.kafka import create_topic
+
+    settings = load_settings()
+    retention = {"retention.ms": str(settings.topic_retention_hours * 3600 * 1000)}
+    for topic in (settings.events_topic, settings.dead_letter_topic):
+        created = create_topic(
+            settings.kafka_bootstrap_servers,
+            topic,
+            partitions=settings.topic_partitions,
+            replication=settings.topic_replication,
+            config=retention,
+        )
+        print(f"topic {topic}: {'created' if created else 'exists'} ({settings.topic_partitions} partitions, "
+              f"replication {settings.topic_replication}, retention {settings.topic_retention_hours} h)")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from braid.generator import GeneratorConfig
+    from braid.generator_run import RunOptions, run
+
+    settings = load_settings()
+    count = args.count if args.duration is None else int(args.duration * (args.rate or 0))
+    if args.duration is not None and not args.rate:
+        raise BraidError("generate: --duration needs --rate (events/s)")
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    if start.tzinfo is None:
+        raise BraidError(f"generate: --start {args.start!r} needs a time zone, e.g. 2026-11-24T12:00:00Z")
+    try:
+        config = GeneratorConfig(
+            seed=args.seed, count=count, start=start, nominal_rate=args.rate or 10_000.0, users=args.keys,
+            late_fraction=args.late, duplicate_fraction=args.duplicates, malformed_fraction=args.malformed,
+            out_of_order_fraction=args.out_of_order, max_lateness_seconds=args.max_lateness_hours * 3600,
+            event_bytes=args.event_bytes,
+        )  # fmt: skip
+    except ValueError as error:
+        raise BraidError(f"generate: {error}") from None
+    options = RunOptions(
+        rate=args.rate,
+        bootstrap_servers=None if args.dry_run else settings.kafka_bootstrap_servers,
+        topic=args.topic or settings.events_topic,
+        manifest_dir=Path(args.manifest) if args.manifest else None,
+    )
+    summary = run(config, options, processes=args.processes)
+    report = summary.as_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        target = "nowhere (dry run)" if args.dry_run else f"{options.topic}"
+        print(f"generate: {report['produced']} records to {target} in {report['seconds']} s: "
+              f"{report['events_per_second']} events/s, {report['megabytes_per_second']} MB/s "
+              f"(mean {report['mean_event_bytes']} bytes, {args.processes} process(es))")
+        for category, number in report["categories"].items():
+            print(f"  {category:<34} {number}")
+        print(f"  valid (raw, as the master dataset holds them) {report['valid_raw']}, distinct {report['valid_unique']}, "
+              f"to quarantine {report['quarantine_expected']}")
+        if options.manifest_dir:
+            print(f"  ground truth: {options.manifest_dir}/events-*.jsonl and summary.json")
+    if summary.delivery_failures:
+        raise BraidError(f"generate: Kafka did not acknowledge {summary.delivery_failures} records")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from braid.ingest import create_app
+    from braid.producer import EventProducer
+    from schemas.contracts import default_contracts, rules
+    from schemas.validation import Validator
+
+    settings = load_settings()
+    registry = default_contracts()
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=registry, validator=None)
+    app = create_app(
+        producer, Validator(registry, rules()), max_batch=settings.ingest_max_batch, max_event_bytes=rules().max_event_bytes
+    )
+    uvicorn.run(app, host=settings.ingest_host, port=settings.ingest_port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -60,6 +184,41 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = commands.add_parser("smoke", help="run the smoke pipeline: Kafka -> Spark -> Delta -> Cassandra")
     smoke.add_argument("--events", type=_positive, default=1000, help="events to produce (default 1000)")
     smoke.set_defaults(run=_smoke)
+
+    schemas = commands.add_parser("schemas", help="event contracts and views").add_subparsers(dest="action", required=True)
+    check = schemas.add_parser("check", help="load every contract and view; refuse a version that breaks compatibility")
+    check.add_argument("--contracts", help="a contracts folder to check instead of schemas/contracts")
+    check.add_argument("--views", help="a views folder to check instead of schemas/views")
+    check.set_defaults(run=_schemas_check)
+    show = schemas.add_parser("show", help="print the full JSON Schema of an event type (envelope + payload)")
+    show.add_argument("event_type")
+    show.add_argument("--version", type=_positive)
+    show.set_defaults(run=_schemas_show)
+
+    topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)
+    topics.add_parser("create", help="create the events topic and the dead-letter topic from settings").set_defaults(run=_topics_create)
+
+    generate = commands.add_parser("generate", help="produce a realistic, deterministic event stream to Kafka")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--count", type=_positive, default=10_000, help="records to produce (default 10000)")
+    generate.add_argument("--duration", type=float, help="seconds to run at --rate (instead of --count)")
+    generate.add_argument("--rate", type=float, help="records/s to sustain (default: as fast as possible)")
+    generate.add_argument("--keys", type=_positive, default=5_000, help="distinct users, Zipf-popular (default 5000)")
+    generate.add_argument("--late", type=float, default=0.05, help="fraction of late events (default 0.05)")
+    generate.add_argument("--max-lateness-hours", type=float, default=3.0, help="lateness cap (default 3)")
+    generate.add_argument("--out-of-order", type=float, default=0.2, help="fraction slightly out of order (default 0.2)")
+    generate.add_argument("--duplicates", type=float, default=0.02, help="fraction resent with the same event_id (default 0.02)")
+    generate.add_argument("--malformed", type=float, default=0.01, help="fraction malformed, every kind (default 0.01)")
+    generate.add_argument("--event-bytes", type=int, default=0, help="pad page views to about this size, e.g. 1000")
+    generate.add_argument("--start", help="event time of the first record (ISO 8601 with zone; default now)")
+    generate.add_argument("--processes", type=_positive, default=1, help="generating processes (default 1)")
+    generate.add_argument("--topic", help="topic (default: the events topic of the settings)")
+    generate.add_argument("--manifest", help="folder for the ground truth: events-*.jsonl and summary.json")
+    generate.add_argument("--dry-run", action="store_true", help="generate without sending: measures the generator alone")
+    generate.add_argument("--json", action="store_true", help="print the report as JSON")
+    generate.set_defaults(run=_generate)
+
+    commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
     return parser
 
 

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = "1g"
 
+    events_topic: str = "braid.events"
+    dead_letter_topic: str = "braid.events.dead_letter"
+    topic_partitions: int = Field(default=6, ge=1, le=10_000)
+    topic_replication: int = Field(default=1, ge=1, le=9)
+    topic_retention_hours: int = Field(default=168, ge=1)
+
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = Field(default=8088, ge=1, le=65535)
+    ingest_max_batch: int = Field(default=1000, ge=1, le=100_000)
+
     cassandra_contact_points: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     cassandra_port: int = Field(default=9042, ge=1, le=65535)
     cassandra_storage_port: int = Field(default=7000, ge=1, le=65535)
@@ -108,6 +118,13 @@ class Settings(BaseSettings):
         for point in value:
             if not re.fullmatch(r"[A-Za-z0-9.\-:]+", point):
                 raise ValueError(f"{point!r} is not a host name or address")
+        return value
+
+    @field_validator("events_topic", "dead_letter_topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+            raise ValueError(f"{value!r} is not a Kafka topic name (letters, digits, . _ -; 249 at most)")
         return value
 
     @field_validator("cassandra_keyspace")
