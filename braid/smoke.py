@@ -62,6 +62,19 @@ def parse_smoke_records(records):
     ).select("event.*", "kafka_partition", "kafka_offset")
 
 
+def _end_offsets(bootstrap_servers: list[str], topic: str) -> dict[str, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise BraidError(f"smoke: Kafka reports no partitions for topic {topic}")
+        return {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
 def run_smoke(settings, *, events: int = 1000, log: Callable[[str], None] = print) -> SmokeResult:
     from kafka import KafkaProducer
 
@@ -76,6 +89,9 @@ def run_smoke(settings, *, events: int = 1000, log: Callable[[str], None] = prin
     created = create_topic(settings.kafka_bootstrap_servers, TOPIC, partitions=PARTITIONS, replication=1)
     log(f"kafka: topic {TOPIC} {'created' if created else 'exists'} ({PARTITIONS} partitions)")
 
+    # This run streams from the topic's current end, with a checkpoint of its own: its result never depends on what
+    # earlier runs left behind (a reset broker with an old checkpoint would otherwise read nothing).
+    starting_offsets = "earliest" if created else json.dumps({TOPIC: _end_offsets(settings.kafka_bootstrap_servers, TOPIC)})
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
     futures = [producer.send(TOPIC, key=key, value=value) for key, value in smoke_events(run_id, events)]
     producer.flush()
@@ -90,11 +106,11 @@ def run_smoke(settings, *, events: int = 1000, log: Callable[[str], None] = prin
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", ",".join(settings.kafka_bootstrap_servers))
             .option("subscribe", TOPIC)
-            .option("startingOffsets", "earliest")
+            .option("startingOffsets", starting_offsets)
             .load()
         )
         .writeStream.format("delta")
-        .option("checkpointLocation", f"{settings.checkpoints}/smoke")
+        .option("checkpointLocation", f"{settings.checkpoints}/smoke/{run_id}")
         .trigger(availableNow=True)
         .start(table)
     )

@@ -31,3 +31,25 @@ def test_cli_rejects_a_bad_event_count_in_one_line() -> None:
     result = subprocess.run([sys.executable, "-m", "braid.cli", "smoke", "--events", "zero"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "argument --events: expected a whole number, got 'zero'" in result.stderr
+
+
+def test_smoke_survives_a_reset_topic_with_old_checkpoints_around(spark, services) -> None:
+    """A broker whose topic was deleted and recreated must not make the next run read nothing from an old checkpoint."""
+    import time
+
+    from kafka import KafkaAdminClient
+
+    from braid.smoke import TOPIC, run_smoke
+
+    first = run_smoke(services, events=50, log=lambda message: None)
+    admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap_servers)
+    try:
+        admin.delete_topics([TOPIC])
+        for _ in range(50):
+            if TOPIC not in admin.list_topics():
+                break
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    second = run_smoke(services, events=60, log=lambda message: None)
+    assert (first.rows_in_delta, second.produced, second.rows_in_delta, second.count_in_cassandra) == (50, 60, 60, 60)
