@@ -174,6 +174,49 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from braid.cassandra import cluster_from_settings, replication_map
+    from braid.migrations import load_migrations, migrate
+
+    settings = load_settings()
+    cluster = cluster_from_settings(settings)
+    try:
+        applied = migrate(
+            cluster.connect(),
+            settings.cassandra_keyspace,
+            replication_map(settings.cassandra_replication_class, settings.cassandra_replication_factor, settings.cassandra_local_datacenter),
+            load_migrations(),
+        )
+    finally:
+        cluster.shutdown()
+    print(f"migrate: {settings.cassandra_keyspace}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    return 0
+
+
+def _speed_run(args: argparse.Namespace) -> int:
+    from speed.main import run_speed
+
+    run_speed(load_settings(), once=args.once)
+    return 0
+
+
+def _speed_start(args: argparse.Namespace) -> int:
+    from braid.services import background
+
+    settings = load_settings()
+    pid = background.start_speed(settings)
+    print(f"speed: running in the background (pid {pid}); log: {background.speed_spec(settings).log_file}")
+    return 0
+
+
+def _speed_stop(args: argparse.Namespace) -> int:
+    from braid.services import background
+
+    stopped = background.stop_speed(load_settings())
+    print("speed: stopped" if stopped else "speed: was not running")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -217,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--dry-run", action="store_true", help="generate without sending: measures the generator alone")
     generate.add_argument("--json", action="store_true", help="print the report as JSON")
     generate.set_defaults(run=_generate)
+
+    commands.add_parser("migrate", help="apply the CQL migrations of schemas/cql (idempotent)").set_defaults(run=_migrate)
+
+    speed = commands.add_parser("speed", help="the speed layer's streaming job").add_subparsers(dest="action", required=True)
+    speed_run = speed.add_parser("run", help="run in the foreground until stopped")
+    speed_run.add_argument("--once", action="store_true", help="process what Kafka holds now, then stop")
+    speed_run.set_defaults(run=_speed_run)
+    speed.add_parser("start", help="run in the background").set_defaults(run=_speed_start)
+    speed.add_parser("stop", help="stop the background job gracefully").set_defaults(run=_speed_stop)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
     return parser

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     ingest_port: int = Field(default=8088, ge=1, le=65535)
     ingest_max_batch: int = Field(default=1000, ge=1, le=100_000)
 
+    speed_trigger_seconds: float = Field(default=2.0, gt=0, le=3600)
+    speed_max_offsets_per_trigger: int | None = Field(default=500_000, ge=1)
+    speed_dedup_horizon_minutes: int = Field(default=60, ge=0)
+
     cassandra_contact_points: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     cassandra_port: int = Field(default=9042, ge=1, le=65535)
     cassandra_storage_port: int = Field(default=7000, ge=1, le=65535)

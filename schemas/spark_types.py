@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     BooleanType,
+    DateType,
     DataType,
     DoubleType,
     IntegerType,
@@ -31,6 +32,8 @@ INGESTION_FIELDS = (
     StructField("ingested_at", TimestampType(), False),
     StructField("kafka_partition", IntegerType(), False),
     StructField("kafka_offset", LongType(), False),
+    StructField("speed_batch", LongType(), False),  # the micro-batch that wrote the row: replays are recognised by it
+    StructField("ingest_date", DateType(), False),  # the table's partition column
 )
 
 

@@ -52,9 +52,15 @@ class InvalidEvent(ValueError):
         self.rejection = rejection
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+
+
 def parse_event_time(text: str) -> datetime | None:
-    """RFC 3339 with an offset (`Z` or `+hh:mm`); None when it is not one."""
-    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+    """RFC 3339 with an offset (`Z` or `+hh:mm`), at most microseconds; None when it is not one.
+
+    Deliberately strict: the speed layer turns the same text into a Spark timestamp, and both must agree.
+    """
+    if not isinstance(text, str) or not _RFC3339.match(text):
         return None
     try:
         parsed = datetime.fromisoformat(text)

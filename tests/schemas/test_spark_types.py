@@ -18,7 +18,9 @@ def test_master_schema_has_every_contract_field_once() -> None:
     payload = master_schema(versions)["payload"].dataType
     declared = list(dict.fromkeys(spec.name for v in sorted(versions) for spec in versions[v].fields))
     assert payload.fieldNames() == declared
-    assert master_schema(versions).fieldNames()[-4:] == ["handoff_bucket", "ingested_at", "kafka_partition", "kafka_offset"]
+    assert master_schema(versions).fieldNames()[-6:] == [
+        "handoff_bucket", "ingested_at", "kafka_partition", "kafka_offset", "speed_batch", "ingest_date",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("event_type", ["payment", "page_view"])

@@ -1,0 +1,293 @@
+"""The speed layer's streaming job: Kafka -> classify -> Delta master dataset + quarantine -> speed views in Cassandra.
+
+Exactly once, by construction:
+- Spark's offset log fixes each micro-batch's offsets and timestamp before it runs; a replay sees the same records
+  and the same `batch_ts`, so the same handoff bucket.
+- Delta appends carry (application id, batch id) (`txnAppId`/`txnVersion`): a replayed append is skipped.
+- Speed views are computed from the rows the batch committed to Delta, de-duplicated against *earlier* batches only,
+  and upserted into Cassandra keyed by batch id: a replay rewrites the same values.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from braid.view_compiler import aggregate_view, metric_kind
+from schemas.contracts import Contract
+from schemas.views import View
+from speed import delta_io
+from speed.cassandra_io import SpeedStore
+from speed.transforms import classify, earlier_ids, master_rows, quarantine_rows, unique_events, with_ingestion
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    bootstrap_servers: list[str]
+    topic: str
+    lake_root: str
+    checkpoint: str
+    bucket_seconds: int
+    dedup_horizon_buckets: int
+    trigger_seconds: float
+    max_offsets_per_trigger: int | None
+    starting_offsets: str = "earliest"
+
+
+def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", ",".join(config.bootstrap_servers))
+        .option("subscribe", config.topic)
+        .option("startingOffsets", config.starting_offsets)
+        .option("failOnDataLoss", "true")  # data deleted before it was read is an incident, not a detail
+    )
+    if config.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
+    # current_timestamp() in a streaming plan is the micro-batch's timestamp, restored from the offset log on replay.
+    return reader.load().withColumn("batch_ts", F.current_timestamp())
+
+
+class MicroBatchWriter:
+    """The foreachBatch function: everything one micro-batch does, in an order that makes replays harmless."""
+
+    def __init__(
+        self,
+        config: SpeedConfig,
+        registry: dict[str, dict[int, Contract]],
+        views: dict[str, View],
+        store: SpeedStore,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.views = views
+        self.store = store
+        self.log = log
+        self._app_id: str | None = None
+        self._lock = threading.Lock()
+        progress = store.progress()
+        self.complete_through = progress.complete_through if progress and progress.complete_through is not None else -1
+        self._kinds = {
+            (view.name, metric.name): metric_kind(metric, registry, view) for view in views.values() for metric in view.metrics
+        }
+
+    def app_id(self, spark: SparkSession) -> str:
+        # The query id lives in the checkpoint: a new checkpoint is a new application to Delta, a restart is not.
+        if self._app_id is None:
+            metadata = spark.read.text(f"{self.config.checkpoint}/metadata").first()[0]
+            self._app_id = f"braid-speed-{json.loads(metadata)['id']}"
+        return self._app_id
+
+    def advance_complete_through(self, bucket: int) -> bool:
+        with self._lock:
+            if bucket <= self.complete_through:
+                return False
+            self.complete_through = bucket
+            return True
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        config = self.config
+        classified = classify(with_ingestion(batch, config.bucket_seconds)).persist()
+        try:
+            stats = classified.groupBy("reason").agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.min("handoff_bucket").alias("bucket"),
+                F.min(F.unix_millis("timestamp")).alias("oldest_ms"),
+                F.percentile_approx(F.unix_millis("timestamp"), 0.5).alias("median_ms"),
+            ).collect()
+            if not stats:
+                return
+            bucket = min(row.bucket for row in stats)
+            app_id = self.app_id(spark)
+            by_reason = {row.reason: row.rows for row in stats if row.reason is not None}
+            if by_reason:
+                delta_io.append_once(
+                    quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id, batch_id=batch_id
+                )
+            unique = {}
+            for event_type, versions in self.registry.items():
+                path = delta_io.master_path(config.lake_root, event_type)
+                delta_io.append_once(master_rows(classified, event_type, versions, batch_id), path, app_id=app_id, batch_id=batch_id)
+                master = spark.read.format("delta").load(path)
+                committed = master.where(F.col("speed_batch") == batch_id)  # exactly what this batch committed
+                unique[event_type] = unique_events(committed, earlier_ids(master, batch_id, bucket, config.dedup_horizon_buckets))
+            rows = [row for view in self.views.values() for row in self._view_rows(view, unique, batch_id)]
+            written = self.store.write_view_rows(rows)
+            finished_ms = time.time() * 1000
+            valid = sum(row.rows for row in stats if row.reason is None)
+            medians = [row.median_ms for row in stats if row.median_ms is not None]
+            summary = {
+                "input_rows": sum(row.rows for row in stats),
+                "valid_rows": valid,
+                "quarantined_rows": sum(by_reason.values()),
+                "quarantine_by_reason": by_reason,
+                "view_rows": written,
+                # produced (Kafka timestamp) -> visible in Cassandra, for the batch's median and oldest record
+                "freshness_p50_ms": int(finished_ms - sorted(medians)[len(medians) // 2]) if medians else None,
+                "freshness_max_ms": int(finished_ms - min(row.oldest_ms for row in stats)),
+            }
+            self.advance_complete_through(bucket - 1)
+            self.store.record_batch(batch_id, bucket, self.complete_through, summary)
+            self.log(
+                f"speed: batch {batch_id} (bucket {bucket}): {summary['input_rows']} records, {valid} valid, "
+                f"{summary['quarantined_rows']} quarantined, {written} view rows, freshness p50 {summary['freshness_p50_ms']} ms"
+            )
+        finally:
+            classified.unpersist()
+
+    def _view_rows(self, view: View, unique: dict[str, DataFrame], batch_id: int) -> list[tuple]:
+        aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)
+        aggregated = aggregated.withColumn("window_ms", F.unix_millis("window_start"))
+        rows = []
+        for row in aggregated.collect():
+            start = datetime.fromtimestamp(row.window_ms / 1000, UTC)
+            ints = {m.name: int(row[m.name]) for m in view.metrics if self._kinds[(view.name, m.name)] == "int" and row[m.name] is not None}
+            floats = {m.name: float(row[m.name]) for m in view.metrics if self._kinds[(view.name, m.name)] == "float" and row[m.name] is not None}
+            rows.append((view.name, row.key, start.date(), start, row.handoff_bucket, batch_id, ints, floats))
+        return rows
+
+
+def _offsets(value: Any) -> dict[str, dict[str, int]]:
+    # PySpark 4 hands Kafka offsets over as str(dict) rather than JSON; accept both.
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = ast.literal_eval(value)
+    return value or {}
+
+
+def _lag(progress: dict[str, Any]) -> dict[str, int]:
+    lag: dict[str, int] = {}
+    for source in progress.get("sources", []):
+        end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
+        for topic, partitions in (latest or {}).items():
+            for partition, offset in partitions.items():
+                lag[f"{topic}/{partition}"] = max(0, int(offset) - int((end or {}).get(topic, {}).get(partition, 0)))
+    return lag
+
+
+class SpeedJob:
+    """Runs the query, records timing and idle progress, and restarts it from its checkpoint when a batch fails."""
+
+    def __init__(self, spark: SparkSession, config: SpeedConfig, writer: MicroBatchWriter, log: Callable[[str], None]) -> None:
+        self.spark = spark
+        self.config = config
+        self.writer = writer
+        self.log = log
+        self._stop = threading.Event()
+        self._recorded: set[int] = set()
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def _start(self):
+        # A processing-time trigger even for --once: Spark 4.1's availableNow trigger fails to restart on a batch
+        # that a crash left uncommitted (its progress reporter dereferences a missing latest offset).
+        writer = kafka_stream(self.spark, self.config).writeStream.foreachBatch(self.writer)
+        writer = writer.option("checkpointLocation", self.config.checkpoint).queryName("braid-speed")
+        return writer.trigger(processingTime=f"{self.config.trigger_seconds} seconds").start()
+
+    def _end_offsets(self) -> dict[str, int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers, enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(self.config.topic, p) for p in consumer.partitions_for_topic(self.config.topic) or []]
+            return {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+        finally:
+            consumer.close()
+
+    def _reached(self, query, targets: dict[str, int]) -> bool:
+        """Whether the query has committed every offset up to `targets` (what Kafka held when --once started)."""
+        if not targets or all(offset == 0 for offset in targets.values()):
+            return True
+        progress = query.lastProgress
+        if progress is None or query.status.get("isTriggerActive"):
+            return False
+        committed: dict[str, int] = {}
+        for source in progress.get("sources", []):
+            committed.update(_offsets(source.get("endOffset")).get(self.config.topic, {}))
+        return all(int(committed.get(partition, 0)) >= offset for partition, offset in targets.items())
+
+    def _record_progress(self, query) -> None:
+        for progress in query.recentProgress:
+            batch_id = progress.get("batchId")
+            if batch_id is None or batch_id in self._recorded or not progress.get("numInputRows"):
+                continue
+            self._recorded.add(batch_id)
+            try:
+                self.writer.store.record_timing(batch_id, progress, _lag(progress))
+            except Exception as error:  # metrics are best effort; the data path has its own guarantees
+                self.log(f"speed: could not record timing of batch {batch_id}: {error}")
+
+    def _mark_idle(self, query) -> None:
+        # Any batch that starts after `now` gets a later timestamp, so every bucket before now's is complete.
+        now_ms = time.time() * 1000
+        if query.status.get("isTriggerActive"):
+            return
+        bucket = int(now_ms // (self.config.bucket_seconds * 1000)) - 1
+        if self.writer.advance_complete_through(bucket):
+            self.writer.store.record_complete_through(bucket)
+
+    def run(self, *, once: bool = False, max_restarts: int | None = None, backoff_seconds: float = 5.0) -> None:
+        restarts = 0
+        targets = self._end_offsets() if once else {}
+        while not self._stop.is_set():
+            try:
+                query = self._start()
+            except Exception as error:
+                query, failure = None, error
+            else:
+                failure = None
+                while query.isActive and not self._stop.is_set():
+                    try:
+                        query.awaitTermination(1.0)
+                    except StreamingQueryException:
+                        break  # handled below, from query.exception()
+                    self._record_progress(query)
+                    if once and self._reached(query, targets):
+                        query.stop()
+                        break
+                    if not once:
+                        try:
+                            self._mark_idle(query)
+                        except Exception as error:
+                            self.log(f"speed: could not record progress: {error}")
+                if self._stop.is_set() and query.isActive:
+                    query.stop()
+                failure = query.exception()
+                self._record_progress(query)
+            if failure is None:
+                if once:
+                    self._mark_idle_after_once()
+                return
+            restarts += 1
+            message = str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__
+            if max_restarts is not None and restarts > max_restarts:
+                raise RuntimeError(f"speed: the query failed {restarts} times; last: {message}")
+            self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
+            self._stop.wait(backoff_seconds)
+
+    def _mark_idle_after_once(self) -> None:
+        bucket = int(time.time() * 1000 // (self.config.bucket_seconds * 1000)) - 1
+        if self.writer.advance_complete_through(bucket):
+            self.writer.store.record_complete_through(bucket)
+
+
+def install_signal_handlers(job: SpeedJob) -> None:
+    signal.signal(signal.SIGTERM, job.request_stop)
+    signal.signal(signal.SIGINT, job.request_stop)

@@ -1,0 +1,60 @@
+"""An independent account of what the speed layer must produce, in plain Python over the generator's records."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+
+from schemas.views import View
+
+_OPS = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "in": lambda a, b: a in b, "not_in": lambda a, b: a not in b,
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}  # fmt: skip
+
+
+def expected_views(events: list[dict], views: dict[str, View]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """(view, key, window start in epoch seconds) -> {metric: value}, over distinct valid events."""
+    result: dict[tuple[str, str, int], dict[str, float]] = {}
+    for view in views.values():
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for event in events:
+            payload = event["payload"]
+            if event["event_type"] not in view.sources:
+                continue
+            if not all(_OPS[c.op](payload.get(c.field), c.value) for c in view.filter):
+                continue
+            key = json.dumps([str(payload[name]) for name in view.dimensions], separators=(",", ":"), ensure_ascii=False)
+            seconds = int(datetime.fromisoformat(event["event_time"]).timestamp())
+            groups[(view.name, key, seconds - seconds % view.grain_seconds)].append(payload)
+        for group, payloads in groups.items():
+            metrics = {}
+            for metric in view.metrics:
+                values = [p.get(metric.field) for p in payloads if p.get(metric.field) is not None] if metric.field else []
+                if metric.aggregate == "count":
+                    metrics[metric.name] = len(payloads)
+                elif metric.aggregate == "sum":
+                    metrics[metric.name] = sum(values)
+                elif values:
+                    metrics[metric.name] = (min if metric.aggregate == "min" else max)(values)
+            result[group] = metrics
+    return result
+
+
+def merged_speed_rows(rows, views: dict[str, View]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Combine Cassandra speed rows (one per view, key, window, bucket, batch) per (view, key, window)."""
+    combined: dict[tuple[str, str, int], dict[str, float]] = {}
+    aggregates = {(v.name, m.name): m.aggregate for v in views.values() for m in v.metrics}
+    for row in rows:
+        window = int(row.window_start.timestamp()) if row.window_start.tzinfo else int(row.window_start.replace(tzinfo=__import__("datetime").UTC).timestamp())
+        target = combined.setdefault((row.view_name, row.key, window), {})
+        for name, value in {**(row.int_metrics or {}), **(row.float_metrics or {})}.items():
+            aggregate = aggregates[(row.view_name, name)]
+            if name not in target:
+                target[name] = value
+            elif aggregate in ("count", "sum"):
+                target[name] += value
+            else:
+                target[name] = (min if aggregate == "min" else max)(target[name], value)
+    return combined

@@ -1,0 +1,185 @@
+"""The speed layer against real Kafka, Spark/Delta and Cassandra: master dataset, quarantine and speed views equal
+an independent account of the generated stream; a kill -9 and a Cassandra outage change nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from braid.cassandra import cluster_from_settings, replication_map
+from braid.generator import EventGenerator, GeneratorConfig
+from braid.kafka import create_topic
+from braid.migrations import load_migrations, migrate
+from braid.producer import EventProducer
+from braid.settings import load_settings
+from schemas.contracts import default_contracts
+from schemas.views import default_views
+from tests.speed.oracle import expected_views, merged_speed_rows
+
+pytestmark = [pytest.mark.services, pytest.mark.spark]
+
+
+class Stream:
+    """A generated stream produced to its own topic, with the records kept as the oracle's input."""
+
+    def __init__(self, services, tmp_path: Path, seed: int, count: int, max_offsets: int) -> None:
+        self.name = f"speed{uuid.uuid4().hex[:8]}"
+        create_topic(services.kafka_bootstrap_servers, self.name, partitions=3, replication=1)
+        self.overrides = {
+            "events_topic": self.name,
+            "cassandra_keyspace": self.name,
+            "delta_root": str(tmp_path / "lake"),
+            "checkpoint_root": str(tmp_path / "checkpoints"),
+            "speed_max_offsets_per_trigger": max_offsets,
+            "speed_trigger_seconds": 1.0,
+        }
+        self.settings = load_settings(**self.overrides)
+        cluster = cluster_from_settings(self.settings)
+        migrate(cluster.connect(), self.name, replication_map("SimpleStrategy", 1, "dc"), load_migrations())
+        cluster.shutdown()
+        config = GeneratorConfig(
+            seed=seed, count=count, start=datetime.now(UTC), late_fraction=0.1, duplicate_fraction=0.05, malformed_fraction=0.04
+        )
+        self.records = list(EventGenerator(config).records())
+        self.sent = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {f"BRAID_{key.upper()}": str(value) for key, value in self.overrides.items()}
+
+    def produce(self, until: int) -> None:
+        producer = EventProducer(self.settings.kafka_bootstrap_servers, self.name, registry=default_contracts(), validator=None)
+        for record in self.records[self.sent : until]:
+            producer.send_raw(record.key, record.value)
+        producer.flush()
+        producer.close()
+        self.sent = until
+
+    def speed_rows(self) -> list:
+        cluster = cluster_from_settings(self.settings)
+        try:
+            return list(cluster.connect(self.name).execute("SELECT * FROM speed_view_rows"))
+        finally:
+            cluster.shutdown()
+
+    def progress(self):
+        cluster = cluster_from_settings(self.settings)
+        try:
+            return cluster.connect(self.name).execute("SELECT * FROM pipeline_progress WHERE job = 'speed'").one()
+        finally:
+            cluster.shutdown()
+
+
+def assert_matches_the_oracle(spark, stream: Stream) -> None:
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    produced = stream.records[: stream.sent]
+    valid = [r for r in produced if r.event is not None]
+    distinct = list({r.event["event_id"]: r.event for r in valid}.values())
+    malformed = [r for r in produced if r.event is None]
+    lake = stream.settings.lake_root
+
+    master = reduce(
+        lambda a, b: a.unionByName(b),
+        [spark.read.format("delta").load(f"{lake}/master/{t}").select("event_id", "kafka_partition", "kafka_offset") for t in ("payment", "page_view")],
+    )
+    master_ids = Counter(row.event_id for row in master.collect())
+    assert master_ids == Counter(r.event["event_id"] for r in valid)  # raw: duplicates kept, nothing twice from replays
+
+    quarantine = spark.read.format("delta").load(f"{lake}/quarantine")
+    assert Counter(row.reason for row in quarantine.select("reason").collect()) == Counter(r.expected_reason for r in malformed)
+    assert sorted(bytes(row.raw) for row in quarantine.select("raw").collect()) == sorted(r.value for r in malformed)
+    coordinates = master.select("kafka_partition", "kafka_offset").union(quarantine.select("kafka_partition", "kafka_offset"))
+    assert coordinates.distinct().count() == len(produced)  # every Kafka record once: master + quarantine = produced
+    assert quarantine.where(F.col("topic") != stream.name).count() == 0
+
+    views = default_views()
+    assert merged_speed_rows(stream.speed_rows(), views) == expected_views(distinct, views)
+
+
+def test_stream_lands_exactly_in_master_quarantine_and_views(spark, services, tmp_path: Path) -> None:
+    from speed.main import run_speed
+
+    stream = Stream(services, tmp_path, seed=31, count=3000, max_offsets=1200)
+    stream.produce(2000)
+    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
+    stream.produce(3000)  # a second run: duplicates of events from the first one must not be counted again
+    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
+    assert_matches_the_oracle(spark, stream)
+    progress = stream.progress()
+    assert progress.last_batch >= 2 and progress.complete_through >= progress.last_bucket - 1
+
+
+def _speed_process(stream: Stream, log: Path) -> subprocess.Popen:
+    env = {**os.environ, **stream.env}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "braid.cli", "speed", "run"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_kill_9_mid_batch_then_restart_changes_nothing(spark, services, tmp_path: Path) -> None:
+    from speed.main import run_speed
+
+    stream = Stream(services, tmp_path, seed=32, count=3000, max_offsets=400)
+    stream.produce(3000)
+    job = _speed_process(stream, tmp_path / "speed.log")
+    _wait(lambda: stream.progress() is not None and stream.progress().last_batch >= 1, 240, "two committed batches")
+    os.killpg(job.pid, signal.SIGKILL)  # the next batch is running: batches follow each other while data waits
+    job.wait()
+    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
+    assert_matches_the_oracle(spark, stream)
+
+
+def test_cassandra_outage_is_survived_with_nothing_lost(spark, services, tmp_path: Path) -> None:
+    from braid.services import local, process
+
+    stream = Stream(services, tmp_path, seed=33, count=2400, max_offsets=5000)
+    stream.produce(1200)
+    job = _speed_process(stream, tmp_path / "speed.log")
+    try:
+        _wait(lambda: stream.progress() is not None and stream.progress().last_batch >= 0, 240, "the first batch")
+        cassandra = local.local_specs(services)[1]
+        process.stop(cassandra)
+        stream.produce(2400)
+        time.sleep(8)  # the job's batches fail meanwhile, and it restarts from its checkpoint
+        assert job.poll() is None, "the speed job must keep trying, not exit"
+        local.up(services, log=lambda m: None)
+        total_valid = sum(1 for r in stream.records if r.event is not None)
+
+        def caught_up() -> bool:
+            master = sum(spark.read.format("delta").load(f"{stream.settings.lake_root}/master/{t}").count() for t in ("payment", "page_view"))
+            return master == total_valid and merged_speed_rows(stream.speed_rows(), default_views()) == expected_views(
+                list({r.event["event_id"]: r.event for r in stream.records if r.event}.values()), default_views()
+            )
+
+        _wait(caught_up, 240, "the speed layer to catch up after Cassandra came back")
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(timeout=120)
+    assert_matches_the_oracle(spark, stream)
+    log = (tmp_path / "speed.log").read_text()
+    assert "restarting from the checkpoint" in log
