@@ -40,7 +40,59 @@ def _status(args: argparse.Namespace) -> int:
     for state in states:
         pid = str(state.pid) if state.pid else "-"
         print(f"{state.name:<10} {state.address:<22} {pid:>8}  {'up' if state.up else 'down':<5} {state.data_dir}")
+    settings = load_settings()
+    from braid.services import background, process
+
+    speed_pid = process.running_pid(background.speed_spec(settings))
+    print(f"{'speed':<10} {'-':<22} {str(speed_pid or '-'):>8}  {'up' if speed_pid else 'down':<5} {background.speed_spec(settings).data_dir}")
+    if any(state.name == "cassandra" and state.up for state in states):
+        for line in _speed_report(settings):
+            print(line)
     return 0
+
+
+def _speed_report(settings) -> list[str]:
+    """The speed layer's progress and its newest micro-batch, from Cassandra (empty before `braid migrate`)."""
+    from datetime import UTC, datetime
+
+    from braid.cassandra import cluster_from_settings
+    from schemas.contracts import rules
+
+    cluster = cluster_from_settings(settings)
+    try:
+        session = cluster.connect()
+        try:
+            progress = session.execute(f"SELECT * FROM {settings.cassandra_keyspace}.pipeline_progress WHERE job = 'speed'").one()
+            batch = session.execute(f"SELECT * FROM {settings.cassandra_keyspace}.speed_batches WHERE job = 'speed' LIMIT 1").one()
+        except Exception:  # not migrated yet: nothing to report
+            return []
+    finally:
+        cluster.shutdown()
+    if progress is None:
+        return ["speed layer: no batch committed yet"]
+    bucket = rules().handoff_bucket_seconds
+    complete_end = datetime.fromtimestamp((progress.complete_through + 1) * bucket, UTC)
+    lines = [
+        f"speed layer: batch {progress.last_batch}, handoff bucket {progress.last_bucket}; master dataset complete through "
+        f"bucket {progress.complete_through} (ingested before {complete_end:%Y-%m-%d %H:%M:%S}Z); updated {progress.updated_at:%H:%M:%S}Z"
+    ]
+    if batch is not None:
+        lag = sum((batch.lag_by_partition or {}).values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted((batch.quarantine_by_reason or {}).items())) or "none"
+        lines.append(
+            f"  last batch: {batch.input_rows} records ({batch.valid_rows} valid, {batch.quarantined_rows} quarantined: {reasons}), "
+            f"{batch.view_rows} view rows"
+        )
+        lines.append(
+            f"  duration {batch.duration_ms} ms, input {batch.input_rows_per_second or 0:.0f}/s, processed "
+            f"{batch.processed_rows_per_second or 0:.0f}/s, lag {lag} records "
+            f"({', '.join(f'{k}={v}' for k, v in sorted((batch.lag_by_partition or {}).items()))})"
+        )
+        lines.append(
+            f"  freshness (produced -> in Cassandra): p50 {batch.freshness_p50_ms} ms, p95 {batch.freshness_p95_ms} ms, "
+            f"p99 {batch.freshness_p99_ms} ms, max {batch.freshness_max_ms} ms"
+        )
+    return lines
 
 
 def _smoke(args: argparse.Namespace) -> int:

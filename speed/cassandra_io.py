@@ -28,8 +28,8 @@ class SpeedStore:
         self._read_progress = session.prepare("SELECT last_batch, last_bucket, complete_through, updated_at FROM pipeline_progress WHERE job = ?")
         self._batch = session.prepare(
             "INSERT INTO speed_batches (job, batch_id, handoff_bucket, input_rows, valid_rows, quarantined_rows,"
-            " quarantine_by_reason, view_rows, freshness_p50_ms, freshness_max_ms, committed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " quarantine_by_reason, view_rows, freshness_p50_ms, freshness_p95_ms, freshness_p99_ms, freshness_max_ms,"
+            " committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._batch_timing = session.prepare(
             "UPDATE speed_batches SET input_rows_per_second = ?, processed_rows_per_second = ?, duration_ms = ?,"
@@ -53,7 +53,8 @@ class SpeedStore:
             self._batch,
             (
                 JOB, batch_id, bucket, stats["input_rows"], stats["valid_rows"], stats["quarantined_rows"],
-                stats["quarantine_by_reason"], stats["view_rows"], stats["freshness_p50_ms"], stats["freshness_max_ms"], now,
+                stats["quarantine_by_reason"], stats["view_rows"], stats["freshness_p50_ms"], stats["freshness_p95_ms"],
+                stats["freshness_p99_ms"], stats["freshness_max_ms"], now,
             ),
         )  # fmt: skip
         self._session.execute(self._progress, (batch_id, bucket, complete_through, now, JOB))
