@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     speed_trigger_seconds: float = Field(default=2.0, gt=0, le=3600)
     speed_max_offsets_per_trigger: int | None = Field(default=500_000, ge=1)
     speed_dedup_horizon_minutes: int = Field(default=60, ge=0)
+    speed_dead_letter: bool = False  # also send quarantined records to the dead-letter topic (at least once)
 
     cassandra_contact_points: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     cassandra_port: int = Field(default=9042, ge=1, le=65535)

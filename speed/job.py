@@ -43,6 +43,7 @@ class SpeedConfig:
     trigger_seconds: float
     max_offsets_per_trigger: int | None
     starting_offsets: str = "earliest"
+    dead_letter_topic: str | None = None
 
 
 def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
@@ -118,6 +119,8 @@ class MicroBatchWriter:
                 delta_io.append_once(
                     quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id, batch_id=batch_id
                 )
+            if by_reason and config.dead_letter_topic:
+                self._send_dead_letters(classified, batch_id)
             unique = {}
             for event_type, versions in self.registry.items():
                 path = delta_io.master_path(config.lake_root, event_type)
@@ -152,6 +155,35 @@ class MicroBatchWriter:
             )
         finally:
             classified.unpersist()
+
+    def _send_dead_letters(self, classified: DataFrame, batch_id: int) -> None:
+        """Quarantined records to the dead-letter topic too, with the reason and their origin in headers.
+
+        At least once: a replayed batch sends them again; the quarantine table stays the exact record."""
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.config.bootstrap_servers, acks="all", linger_ms=5)
+        try:
+            rows = classified.where(F.col("reason").isNotNull()).select("key", "value", "partition", "offset", "reason", "detail")
+            futures = [
+                producer.send(
+                    self.config.dead_letter_topic,
+                    key=row.key,
+                    value=row.value,
+                    headers=[
+                        ("braid.reason", row.reason.encode()),
+                        ("braid.detail", (row.detail or "").encode()),
+                        ("braid.origin", f"{self.config.topic}/{row.partition}/{row.offset}".encode()),
+                        ("braid.speed_batch", str(batch_id).encode()),
+                    ],
+                )
+                for row in rows.toLocalIterator()
+            ]
+            producer.flush()
+            for future in futures:
+                future.get(timeout=30)  # an unacknowledged dead letter fails the batch, which is then replayed
+        finally:
+            producer.close()
 
     def _view_rows(self, view: View, unique: dict[str, DataFrame], batch_id: int) -> list[tuple]:
         aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)

@@ -40,6 +40,7 @@ def run_speed(
         dedup_horizon_buckets=settings.speed_dedup_horizon_minutes * 60 // bucket_seconds,
         trigger_seconds=settings.speed_trigger_seconds,
         max_offsets_per_trigger=settings.speed_max_offsets_per_trigger,
+        dead_letter_topic=settings.dead_letter_topic if settings.speed_dead_letter else None,
     )
     cluster = cluster_from_settings(settings)
     try:

@@ -31,10 +31,14 @@ pytestmark = [pytest.mark.services, pytest.mark.spark]
 class Stream:
     """A generated stream produced to its own topic, with the records kept as the oracle's input."""
 
-    def __init__(self, services, tmp_path: Path, seed: int, count: int, max_offsets: int) -> None:
+    def __init__(self, services, tmp_path: Path, seed: int, count: int, max_offsets: int, dead_letter: bool = False) -> None:
         self.name = f"speed{uuid.uuid4().hex[:8]}"
         create_topic(services.kafka_bootstrap_servers, self.name, partitions=3, replication=1)
+        if dead_letter:
+            create_topic(services.kafka_bootstrap_servers, f"{self.name}.dead", partitions=1, replication=1)
         self.overrides = {
+            "speed_dead_letter": dead_letter,
+            "dead_letter_topic": f"{self.name}.dead",
             "events_topic": self.name,
             "cassandra_keyspace": self.name,
             "delta_root": str(tmp_path / "lake"),
@@ -111,12 +115,18 @@ def assert_matches_the_oracle(spark, stream: Stream) -> None:
 def test_stream_lands_exactly_in_master_quarantine_and_views(spark, services, tmp_path: Path) -> None:
     from speed.main import run_speed
 
-    stream = Stream(services, tmp_path, seed=31, count=3000, max_offsets=1200)
+    stream = Stream(services, tmp_path, seed=31, count=3000, max_offsets=1200, dead_letter=True)
     stream.produce(2000)
     run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
     stream.produce(3000)  # a second run: duplicates of events from the first one must not be counted again
     run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
     assert_matches_the_oracle(spark, stream)
+    from tests.braid.test_producer import consume_all
+
+    dead = consume_all(services.kafka_bootstrap_servers, f"{stream.name}.dead")
+    malformed = [r for r in stream.records if r.event is None]
+    assert sorted(record.value for record in dead) == sorted(r.value for r in malformed)  # no crash here: exactly once
+    assert Counter(dict(record.headers)["braid.reason"].decode() for record in dead) == Counter(r.expected_reason for r in malformed)
     progress = stream.progress()
     assert progress.last_batch >= 2 and progress.complete_through >= progress.last_bucket - 1
 
