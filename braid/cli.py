@@ -269,6 +269,24 @@ def _speed_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_speed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.bench import bench_speed
+
+    rates = [int(rate) for rate in args.rates.split(",")]
+    report = bench_speed(rates, args.duration, Path(args.output))
+    for result in report["results"]:
+        fresh = result["freshness_ms"]
+        print(
+            f"bench: {result['rate_target']}/s target, produced at {result['producer_rate']}/s: processed {result['processed_rate']}/s, "
+            f"kept up {result['kept_up']}, batch {result['batch_duration_ms_median']} ms, freshness p50 {fresh['p50_of_batch_p50']} ms "
+            f"p95 {fresh['p95']} ms p99 {fresh['p99']} ms"
+        )
+    print(f"bench: written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -321,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     speed_run.set_defaults(run=_speed_run)
     speed.add_parser("start", help="run in the background").set_defaults(run=_speed_start)
     speed.add_parser("stop", help="stop the background job gracefully").set_defaults(run=_speed_stop)
+
+    bench = commands.add_parser("bench", help="benchmarks that write JSON").add_subparsers(dest="action", required=True)
+    bench_speed = bench.add_parser("speed", help="the rate the speed layer keeps up with, and its freshness")
+    bench_speed.add_argument("--rates", default="2000,5000,10000", help="events/s to try, comma-separated")
+    bench_speed.add_argument("--duration", type=float, default=120.0, help="seconds of production per rate")
+    bench_speed.add_argument("--output", default="bench/speed.json", help="the JSON report")
+    bench_speed.set_defaults(run=_bench_speed)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
     return parser

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +103,14 @@ class MicroBatchWriter:
         spark = batch.sparkSession
         config = self.config
         classified = classify(with_ingestion(batch, config.bucket_seconds)).persist()
+        phases: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            phases[name] = round(time.perf_counter() - clock, 2)
+            clock = time.perf_counter()
+
         try:
             stats = classified.groupBy("reason").agg(
                 F.count(F.lit(1)).alias("rows"),
@@ -112,6 +121,7 @@ class MicroBatchWriter:
             ).collect()
             if not stats:
                 return
+            lap("classify")
             bucket = min(row.bucket for row in stats)
             app_id = self.app_id(spark)
             by_reason = {row.reason: row.rows for row in stats if row.reason is not None}
@@ -121,15 +131,23 @@ class MicroBatchWriter:
                 )
             if by_reason and config.dead_letter_topic:
                 self._send_dead_letters(classified, batch_id)
+            lap("quarantine")
             unique = {}
             for event_type, versions in self.registry.items():
                 path = delta_io.master_path(config.lake_root, event_type)
                 delta_io.append_once(master_rows(classified, event_type, versions, batch_id), path, app_id=app_id, batch_id=batch_id)
                 master = spark.read.format("delta").load(path)
                 committed = master.where(F.col("speed_batch") == batch_id)  # exactly what this batch committed
-                unique[event_type] = unique_events(committed, earlier_ids(master, batch_id, bucket, config.dedup_horizon_buckets))
-            rows = [row for view in self.views.values() for row in self._view_rows(view, unique, batch_id)]
+                unique[event_type] = unique_events(committed, earlier_ids(master, batch_id, bucket, config.dedup_horizon_buckets)).persist()
+            lap("master")
+            try:
+                rows = self._view_rows(unique, batch_id)
+            finally:
+                for frame in unique.values():
+                    frame.unpersist()
+            lap("views")
             written = self.store.write_view_rows(rows)
+            lap("cassandra")
             finished_ms = time.time() * 1000
             valid = sum(row.rows for row in stats if row.reason is None)
             produced = [row.produced_ms for row in stats if row.produced_ms]
@@ -151,7 +169,8 @@ class MicroBatchWriter:
             self.store.record_batch(batch_id, bucket, self.complete_through, summary)
             self.log(
                 f"speed: batch {batch_id} (bucket {bucket}): {summary['input_rows']} records, {valid} valid, "
-                f"{summary['quarantined_rows']} quarantined, {written} view rows, freshness p50 {summary['freshness_p50_ms']} ms"
+                f"{summary['quarantined_rows']} quarantined, {written} view rows, freshness p50 {summary['freshness_p50_ms']} ms; "
+                f"seconds: {phases}"
             )
         finally:
             classified.unpersist()
@@ -185,15 +204,30 @@ class MicroBatchWriter:
         finally:
             producer.close()
 
-    def _view_rows(self, view: View, unique: dict[str, DataFrame], batch_id: int) -> list[tuple]:
-        aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)
-        aggregated = aggregated.withColumn("window_ms", F.unix_millis("window_start"))
+    def _view_rows(self, unique: dict[str, DataFrame], batch_id: int) -> list[tuple]:
+        """Every view's aggregates of this batch, in one Spark job: one frame of (view, key, window, bucket, metrics)."""
+        frames = []
+        for view in self.views.values():
+            aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)
+
+            def metric_map(kind: str, sql_type: str):
+                names = [m.name for m in view.metrics if self._kinds[(view.name, m.name)] == kind]
+                if not names:
+                    return F.lit(None).cast(f"map<string,{sql_type}>")
+                return F.create_map(*[part for name in names for part in (F.lit(name), F.col(name).cast(sql_type))])
+
+            frames.append(
+                aggregated.select(
+                    "view", "key", F.unix_millis("window_start").alias("window_ms"), "handoff_bucket",
+                    metric_map("int", "bigint").alias("ints"), metric_map("float", "double").alias("floats"),
+                )  # fmt: skip
+            )
         rows = []
-        for row in aggregated.collect():
+        for row in reduce(lambda left, right: left.unionByName(right), frames).collect():
             start = datetime.fromtimestamp(row.window_ms / 1000, UTC)
-            ints = {m.name: int(row[m.name]) for m in view.metrics if self._kinds[(view.name, m.name)] == "int" and row[m.name] is not None}
-            floats = {m.name: float(row[m.name]) for m in view.metrics if self._kinds[(view.name, m.name)] == "float" and row[m.name] is not None}
-            rows.append((view.name, row.key, start.date(), start, row.handoff_bucket, batch_id, ints, floats))
+            ints = {name: int(value) for name, value in (row.ints or {}).items() if value is not None}
+            floats = {name: float(value) for name, value in (row.floats or {}).items() if value is not None}
+            rows.append((row.view, row.key, start.date(), start, row.handoff_bucket, batch_id, ints, floats))
         return rows
 
 
