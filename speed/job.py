@@ -112,7 +112,7 @@ class MicroBatchWriter:
             clock = time.perf_counter()
 
         try:
-            stats = classified.groupBy("reason").agg(
+            stats = classified.groupBy("reason", "event_type").agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.min("handoff_bucket").alias("bucket"),
                 F.min(F.unix_millis("timestamp")).alias("oldest_ms"),
@@ -124,7 +124,11 @@ class MicroBatchWriter:
             lap("classify")
             bucket = min(row.bucket for row in stats)
             app_id = self.app_id(spark)
-            by_reason = {row.reason: row.rows for row in stats if row.reason is not None}
+            by_reason: dict[str, int] = {}
+            for row in stats:
+                if row.reason is not None:
+                    by_reason[row.reason] = by_reason.get(row.reason, 0) + row.rows
+            present = {row.event_type for row in stats if row.reason is None}
             if by_reason:
                 delta_io.append_once(
                     quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id, batch_id=batch_id
@@ -134,11 +138,16 @@ class MicroBatchWriter:
             lap("quarantine")
             unique = {}
             for event_type, versions in self.registry.items():
+                rows = master_rows(classified, event_type, versions, batch_id)
+                if event_type not in present:  # no commit for a type the batch has none of (a replay skips it too)
+                    unique[event_type] = rows
+                    continue
                 path = delta_io.master_path(config.lake_root, event_type)
-                delta_io.append_once(master_rows(classified, event_type, versions, batch_id), path, app_id=app_id, batch_id=batch_id)
-                master = spark.read.format("delta").load(path)
-                committed = master.where(F.col("speed_batch") == batch_id)  # exactly what this batch committed
-                unique[event_type] = unique_events(committed, earlier_ids(master, batch_id, bucket, config.dedup_horizon_buckets)).persist()
+                delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id)
+                # The batch's rows are computed again from the persisted classification rather than read back: the
+                # same offsets and batch timestamp give the same rows, so a replay sees what the first attempt wrote.
+                earlier = earlier_ids(spark.read.format("delta").load(path), batch_id, bucket, config.dedup_horizon_buckets)
+                unique[event_type] = unique_events(rows, earlier).persist()
             lap("master")
             try:
                 rows = self._view_rows(unique, batch_id)
