@@ -361,12 +361,32 @@ def _positive(text: str) -> int:
     return value
 
 
+def _unreachable(error: Exception) -> str | None:
+    """One line for the usual operational failure, a service that does not answer; None for anything else."""
+    from cassandra.cluster import NoHostAvailable
+    from kafka.errors import KafkaError
+
+    settings = load_settings()
+    if isinstance(error, KafkaError) and "bootstrap" in str(error).lower():
+        return f"kafka: no broker answers at {','.join(settings.kafka_bootstrap_servers)} (start one with 'braid up')"
+    if isinstance(error, NoHostAvailable):
+        points = ",".join(f"{point}:{settings.cassandra_port}" for point in settings.cassandra_contact_points)
+        return f"cassandra: no node answers at {points} (start one with 'braid up')"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (BraidError, SettingsError) as error:
         print(f"braid: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        reason = _unreachable(error)
+        if reason is None:
+            raise
+        print(f"braid: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("braid: interrupted", file=sys.stderr)

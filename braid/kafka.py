@@ -16,7 +16,7 @@ def create_topic(
     bootstrap_servers: list[str], name: str, *, partitions: int, replication: int, config: dict[str, str] | None = None
 ) -> bool:
     """Create `name` unless it exists; returns True when it was created now."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000, bootstrap_timeout_ms=10000)
     try:
         admin.create_topics([NewTopic(name, partitions, replication, topic_configs=config or {})])
         return True

@@ -78,3 +78,16 @@ def test_generate_refuses_duration_without_rate() -> None:
 def test_schemas_check_passes_on_the_shipped_contracts() -> None:
     result = braid("schemas", "check")
     assert result.returncode == 0 and result.stdout.startswith("schemas: ok: page_view v1/v2, payment v1; 4 views")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["topics", "create"], {"BRAID_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "braid: kafka: no broker answers at 127.0.0.1:1 (start one with 'braid up')"),
+        (["migrate"], {"BRAID_CASSANDRA_PORT": "1"}, "braid: cassandra: no node answers at 127.0.0.1:1 (start one with 'braid up')"),
+    ],
+)
+def test_an_unreachable_service_is_one_line(args: list[str], env: dict[str, str], message: str) -> None:
+    result = braid(*args, env=env)
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (2, message)
+    assert "Traceback" not in result.stderr
