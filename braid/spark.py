@@ -5,6 +5,8 @@ Jars come from Braid's jar cache (`braid jars`), never from a runtime Ivy downlo
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,9 @@ def create_session(
 ) -> SparkSession:
     from pyspark.sql import SparkSession
 
+    # Python workers must run the driver's interpreter (the project's venv), not whichever python3 is first on PATH:
+    # the speed layer's validation runs there and imports Braid. A deployment can still point PYSPARK_PYTHON elsewhere.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
