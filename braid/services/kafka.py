@@ -53,8 +53,12 @@ log.retention.hours=168
 
 
 def _cluster_id() -> str:
-    # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (what `random-uuid` prints).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (what `random-uuid` prints). One in
+    # 64 starts with '-', which the storage tool's argument parser takes for an option: draw again.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_spec(

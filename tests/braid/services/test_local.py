@@ -132,3 +132,11 @@ def test_wait_ready_gives_up_with_the_reason(services: Settings) -> None:
     stalled = process.ServiceSpec(**{**spec.__dict__, "probe": never_ready})
     with pytest.raises(BraidError, match=r"kafka: not ready after 1s \(no answer on purpose\); last lines of"):
         process.wait_ready(stalled, timeout=1.0)
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from braid.services.kafka import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]  # with a 1-in-64 chance each, a leading '-' would show up here
+    assert all(len(cluster_id) == 22 and not cluster_id.startswith("-") for cluster_id in ids)
+    assert len(set(ids)) == len(ids)
