@@ -25,6 +25,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from braid.errors import BraidError
 from braid.view_compiler import aggregate_view, metric_kind
 from schemas.contracts import Contract
 from schemas.views import View
@@ -314,14 +315,16 @@ class SpeedJob:
             except Exception as error:  # metrics are best effort; the data path has its own guarantees
                 self.log(f"speed: could not record timing of batch {batch_id}: {error}")
 
-    def _mark_idle(self, query) -> None:
-        # Any batch that starts after `now` gets a later timestamp, so every bucket before now's is complete.
-        now_ms = time.time() * 1000
-        if query.status.get("isTriggerActive"):
-            return
+    def _mark_complete_until_now(self, now_ms: float) -> None:
+        # Any batch that starts after `now_ms` gets a later timestamp, so every bucket before now's is complete.
         bucket = int(now_ms // (self.config.bucket_seconds * 1000)) - 1
         if self.writer.advance_complete_through(bucket):
             self.writer.store.record_complete_through(bucket)
+
+    def _mark_idle(self, query) -> None:
+        now_ms = time.time() * 1000  # read before the status: a trigger starting after this gets a later timestamp
+        if not query.status.get("isTriggerActive"):
+            self._mark_complete_until_now(now_ms)
 
     def run(self, *, once: bool = False, max_restarts: int | None = None, backoff_seconds: float = 5.0) -> None:
         restarts = 0
@@ -353,19 +356,15 @@ class SpeedJob:
                 self._record_progress(query)
             if failure is None:
                 if once:
-                    self._mark_idle_after_once()
+                    self._mark_complete_until_now(time.time() * 1000)  # the query has stopped: nothing is in flight
                 return
             restarts += 1
             message = str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__
             if max_restarts is not None and restarts > max_restarts:
-                raise RuntimeError(f"speed: the query failed {restarts} times; last: {message}")
+                raise BraidError(f"speed: the query failed {restarts} times; last: {message}")
             self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
             self._stop.wait(backoff_seconds)
 
-    def _mark_idle_after_once(self) -> None:
-        bucket = int(time.time() * 1000 // (self.config.bucket_seconds * 1000)) - 1
-        if self.writer.advance_complete_through(bucket):
-            self.writer.store.record_complete_through(bucket)
 
 
 def install_signal_handlers(job: SpeedJob) -> None:

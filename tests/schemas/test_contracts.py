@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_compatibility_is_checked_against_every_earlier_version(tmp_path: Path) 
 def test_malformed_contract_files_are_named(tmp_path: Path, mutate, message: str) -> None:
     contract = copy.deepcopy(PAYMENT_V1)
     mutate(contract)
-    with pytest.raises(ContractError, match=r"payment/v1.json: .*" + __import__("re").escape(message)):
+    with pytest.raises(ContractError, match=r"payment/v1.json: .*" + re.escape(message)):
         load_contracts(_write(tmp_path, [contract]))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from schemas.views import View
 
@@ -47,7 +47,8 @@ def merged_speed_rows(rows, views: dict[str, View]) -> dict[tuple[str, str, int]
     combined: dict[tuple[str, str, int], dict[str, float]] = {}
     aggregates = {(v.name, m.name): m.aggregate for v in views.values() for m in v.metrics}
     for row in rows:
-        window = int(row.window_start.timestamp()) if row.window_start.tzinfo else int(row.window_start.replace(tzinfo=__import__("datetime").UTC).timestamp())
+        start = row.window_start if row.window_start.tzinfo else row.window_start.replace(tzinfo=UTC)  # the driver returns UTC
+        window = int(start.timestamp())
         target = combined.setdefault((row.view_name, row.key, window), {})
         for name, value in {**(row.int_metrics or {}), **(row.float_metrics or {})}.items():
             aggregate = aggregates[(row.view_name, name)]
