@@ -287,6 +287,57 @@ def _bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_run(args: argparse.Namespace) -> int:
+    from batch.job import batch_context, new_run_id, run_all
+    from batch.stages import FULL, INCREMENTAL
+    from braid.jvm import ensure_jars
+    from braid.spark import session_from_settings
+
+    settings = load_settings()
+    ensure_jars(settings.jar_cache)
+    with batch_context(settings) as context:
+        spark = session_from_settings(settings, "braid-batch")
+        record = run_all(spark, context, args.run_id or new_run_id(), args.cutoff, INCREMENTAL if args.incremental else FULL)
+    print(f"batch: version {record.version} (cutoff {record.cutoff}) is {record.state}")
+    return 0
+
+
+def _batch_status(args: argparse.Namespace) -> int:
+    for line in _batch_report(load_settings(), limit=args.limit):
+        print(line)
+    return 0
+
+
+def _batch_report(settings, limit: int = 5) -> list[str]:
+    """The served batch version and the newest versions, from Cassandra."""
+    from datetime import UTC, datetime
+
+    from batch.job import batch_context
+    from schemas.contracts import rules
+
+    with batch_context(settings, log=lambda message: None) as context:
+        pointer = context.store.pointer()
+        records = context.store.versions(limit)
+    if pointer is None:
+        lines = ["batch layer: no version published yet"]
+    else:
+        end = datetime.fromtimestamp((pointer.cutoff + 1) * rules().handoff_bucket_seconds, UTC)
+        age = (datetime.now(UTC) - end).total_seconds()
+        lines = [
+            f"batch layer: serving version {pointer.version}, cutoff bucket {pointer.cutoff} (ingested before "
+            f"{end:%Y-%m-%d %H:%M:%S}Z, {age:.0f} s ago); published {pointer.published_at:%Y-%m-%d %H:%M:%S}Z"
+        ]
+    for record in records:
+        rows = sum(record.view_rows.values())
+        lines.append(
+            f"  version {record.version}: cutoff {record.cutoff}, {record.mode}, {record.state}, {rows} view rows, "
+            f"{record.events if record.events is not None else '-'} events, run {record.run_id}"
+        )
+        if record.quality and record.state not in ("published", "superseded"):
+            lines.append(f"    quality: {record.quality}")
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -348,7 +399,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench_speed.set_defaults(run=_bench_speed)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
+
+    batch = commands.add_parser("batch", help="the batch layer: exact views recomputed from the master dataset").add_subparsers(dest="action", required=True)
+    batch_run = batch.add_parser("run", help="recompute every view up to a cutoff, check it, publish it (every stage, this process)")
+    batch_run.add_argument("--cutoff", type=_bucket, default=None, help="the last handoff bucket to cover (default: the newest complete one)")
+    batch_run.add_argument("--incremental", action="store_true", help="recompute only the windows touched since the served version")
+    batch_run.add_argument("--run-id", default=None, help="continue this run's version if it has one (default: a new run)")
+    batch_run.set_defaults(run=_batch_run)
+    batch_status = batch.add_parser("status", help="the served version and the newest versions")
+    batch_status.add_argument("--limit", type=_positive, default=5)
+    batch_status.set_defaults(run=_batch_status)
     return parser
+
+
+def _bucket(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a handoff bucket number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a handoff bucket number (0 or more), got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -74,9 +74,20 @@ class Settings(BaseSettings):
     cassandra_username: str | None = None
     cassandra_password: SecretStr | None = None
     cassandra_heap: str = "2g"
+    # LOCAL_QUORUM is one node locally and a majority of replicas in a cluster: reads see every acknowledged write.
+    cassandra_write_consistency: Literal["ONE", "LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "EACH_QUORUM", "ALL"] = "LOCAL_QUORUM"
+    cassandra_read_consistency: Literal["ONE", "LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "ALL"] = "LOCAL_QUORUM"
 
     delta_root: str | None = None
     checkpoint_root: str | None = None
+
+    # The batch layer: how often Airflow recomputes, and how long a superseded version (and the speed rows it still
+    # needs) stays readable for queries that started before the switch.
+    batch_schedule: str = "@hourly"
+    batch_retire_grace_seconds: int = Field(default=600, ge=0)
+    batch_publish_concurrency: int = Field(default=64, ge=1, le=1024)
+    delta_vacuum_retention_hours: int = Field(default=168, ge=168)  # Delta refuses less by default, and so do we
+    quality_dir: Path | None = None  # Great Expectations project and Data Docs; default <home>/quality
 
     spark_master: str = "local[*]"
     spark_driver_memory: str = "4g"
@@ -187,6 +198,10 @@ class Settings(BaseSettings):
     @property
     def lake_root(self) -> str:
         return self.delta_root or str(self.home / "lake")
+
+    @property
+    def quality_root(self) -> Path:
+        return self.quality_dir or self.home / "quality"
 
     @property
     def checkpoints(self) -> str:

@@ -40,6 +40,11 @@ def _condition(condition: Condition) -> Column:
     raise ValueError(f"unknown operator {condition.op!r}")
 
 
+def view_filter(view: View) -> Column:
+    """The view's filter as one condition (true when it declares none)."""
+    return reduce(lambda left, right: left & right, [_condition(c) for c in view.filter], F.lit(True))
+
+
 def metric_kind(metric: Metric, registry: dict[str, dict[int, Contract]], view: View) -> str:
     """'int' or 'float': how the metric is stored. Counts, and aggregates of integer fields, stay exact integers."""
     if metric.aggregate == "count":
@@ -72,6 +77,18 @@ def window_start(view: View) -> Column:
     return F.timestamp_seconds(F.floor(F.unix_seconds(F.col("event_time")) / seconds) * seconds)
 
 
+def metric_maps(view: View, kinds: Mapping[str, str]) -> tuple[Column, Column]:
+    """The metric columns as the two maps Cassandra stores (integer metrics, float metrics); kinds: metric -> 'int'|'float'."""
+
+    def as_map(kind: str, sql_type: str) -> Column:
+        names = [metric.name for metric in view.metrics if kinds[metric.name] == kind]
+        if not names:
+            return F.lit(None).cast(f"map<string,{sql_type}>")
+        return F.create_map(*[part for name in names for part in (F.lit(name), F.col(name).cast(sql_type))])
+
+    return as_map("int", "bigint").alias("int_metrics"), as_map("float", "double").alias("float_metrics")
+
+
 _COMBINE = {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}
 
 
@@ -89,7 +106,7 @@ def aggregate_view(
     for source in view.sources:  # payload structs differ between types: aggregate each, then combine
         selected = events_by_type[source]
         if view.filter:
-            selected = selected.where(reduce(lambda left, right: left & right, [_condition(c) for c in view.filter]))
+            selected = selected.where(view_filter(view))
         keyed = selected.select(
             F.lit(view.name).alias("view"),
             view_key(view).alias("key"),

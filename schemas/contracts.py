@@ -85,6 +85,8 @@ class Rules:
     max_lateness_seconds: int
     max_future_skew_seconds: int
     max_event_bytes: int
+    view_shards: int
+    span_windows: int
 
 
 @cache
@@ -96,6 +98,8 @@ def rules() -> Rules:
         max_lateness_seconds=int(data["time"]["max_lateness_hours"]) * 3600,
         max_future_skew_seconds=int(data["time"]["max_future_skew_seconds"]),
         max_event_bytes=int(data["size"]["max_event_bytes"]),
+        view_shards=int(data["layout"]["view_shards"]),
+        span_windows=int(data["layout"]["span_windows"]),
     )
 
 

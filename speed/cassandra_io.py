@@ -18,7 +18,7 @@ class SpeedStore:
     def __init__(self, session) -> None:
         self._session = session
         self._insert_row = session.prepare(
-            "INSERT INTO speed_view_rows (view_name, key, day, window_start, handoff_bucket, speed_batch, int_metrics, float_metrics)"
+            "INSERT INTO speed_views (view_name, handoff_bucket, shard, key, window_start, speed_batch, int_metrics, float_metrics)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._progress = session.prepare(
@@ -38,7 +38,7 @@ class SpeedStore:
         self._recent_batches = session.prepare("SELECT * FROM speed_batches WHERE job = ? LIMIT ?")
 
     def write_view_rows(self, rows: Iterable[tuple], concurrency: int = 64) -> int:
-        """rows: (view_name, key, day, window_start, handoff_bucket, speed_batch, int_metrics, float_metrics)."""
+        """rows: (view_name, handoff_bucket, shard, key, window_start, speed_batch, int_metrics, float_metrics)."""
         rows = list(rows)
         if rows:
             execute_concurrent_with_args(self._session, self._insert_row, rows, concurrency=concurrency, raise_on_first_error=True)

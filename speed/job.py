@@ -26,7 +26,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from braid.errors import BraidError
-from braid.view_compiler import aggregate_view, metric_kind
+from braid.layout import shard_column
+from braid.view_compiler import aggregate_view, metric_kind, metric_maps
 from schemas.contracts import Contract
 from schemas.views import View
 from speed import delta_io
@@ -41,6 +42,7 @@ class SpeedConfig:
     lake_root: str
     checkpoint: str
     bucket_seconds: int
+    view_shards: int
     dedup_horizon_buckets: int
     trigger_seconds: float
     max_offsets_per_trigger: int | None
@@ -219,25 +221,19 @@ class MicroBatchWriter:
         frames = []
         for view in self.views.values():
             aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)
-
-            def metric_map(kind: str, sql_type: str):
-                names = [m.name for m in view.metrics if self._kinds[(view.name, m.name)] == kind]
-                if not names:
-                    return F.lit(None).cast(f"map<string,{sql_type}>")
-                return F.create_map(*[part for name in names for part in (F.lit(name), F.col(name).cast(sql_type))])
-
+            ints, floats = metric_maps(view, {m.name: self._kinds[(view.name, m.name)] for m in view.metrics})
             frames.append(
                 aggregated.select(
                     "view", "key", F.unix_millis("window_start").alias("window_ms"), "handoff_bucket",
-                    metric_map("int", "bigint").alias("ints"), metric_map("float", "double").alias("floats"),
+                    shard_column(F.col("key"), self.config.view_shards).alias("shard"), ints, floats,
                 )  # fmt: skip
             )
         rows = []
         for row in reduce(lambda left, right: left.unionByName(right), frames).collect():
             start = datetime.fromtimestamp(row.window_ms / 1000, UTC)
-            ints = {name: int(value) for name, value in (row.ints or {}).items() if value is not None}
-            floats = {name: float(value) for name, value in (row.floats or {}).items() if value is not None}
-            rows.append((row.view, row.key, start.date(), start, row.handoff_bucket, batch_id, ints, floats))
+            ints = {name: int(value) for name, value in (row.int_metrics or {}).items() if value is not None}
+            floats = {name: float(value) for name, value in (row.float_metrics or {}).items() if value is not None}
+            rows.append((row.view, row.handoff_bucket, row.shard, row.key, start, batch_id, ints, floats))
         return rows
 
 

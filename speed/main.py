@@ -37,6 +37,7 @@ def run_speed(
         lake_root=settings.lake_root,
         checkpoint=f"{settings.checkpoints}/speed",
         bucket_seconds=bucket_seconds,
+        view_shards=rules().view_shards,
         dedup_horizon_buckets=settings.speed_dedup_horizon_minutes * 60 // bucket_seconds,
         trigger_seconds=settings.speed_trigger_seconds,
         max_offsets_per_trigger=settings.speed_max_offsets_per_trigger,

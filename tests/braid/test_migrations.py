@@ -24,7 +24,8 @@ def test_cli_applies_then_is_up_to_date(services, cassandra_session) -> None:
     assert first.stdout.strip() == f"migrate: migrate_cli: applied {', '.join(names)}"
     assert second.stdout.strip() == "migrate: migrate_cli: up to date"
     tables = {row.table_name for row in cassandra_session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'migrate_cli'")}
-    assert {"speed_view_rows", "pipeline_progress", "speed_batches", "schema_migrations"} <= tables
+    assert {"speed_views", "batch_views", "batch_versions", "batch_runs", "batch_pointer", "pipeline_progress", "speed_batches", "schema_migrations"} <= tables
+    assert "speed_view_rows" not in tables  # V003 replaced it
     columns = {row.column_name for row in cassandra_session.execute(
         "SELECT column_name FROM system_schema.columns WHERE keyspace_name = 'migrate_cli' AND table_name = 'speed_batches'")}  # fmt: skip
     assert {"freshness_p95_ms", "freshness_p99_ms"} <= columns  # V002 ran after V001

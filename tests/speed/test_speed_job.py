@@ -21,7 +21,8 @@ from braid.kafka import create_topic
 from braid.migrations import load_migrations, migrate
 from braid.producer import EventProducer
 from braid.settings import load_settings
-from schemas.contracts import default_contracts
+from braid.layout import shard_of
+from schemas.contracts import default_contracts, rules
 from schemas.views import default_views
 from tests.speed.oracle import expected_views, merged_speed_rows
 
@@ -71,7 +72,7 @@ class Stream:
     def speed_rows(self) -> list:
         cluster = cluster_from_settings(self.settings)
         try:
-            return list(cluster.connect(self.name).execute("SELECT * FROM speed_view_rows"))
+            return list(cluster.connect(self.name).execute("SELECT * FROM speed_views"))
         finally:
             cluster.shutdown()
 
@@ -109,7 +110,9 @@ def assert_matches_the_oracle(spark, stream: Stream) -> None:
     assert quarantine.where(F.col("topic") != stream.name).count() == 0
 
     views = default_views()
-    assert merged_speed_rows(stream.speed_rows(), views) == expected_views(distinct, views)
+    rows = stream.speed_rows()
+    assert all(row.shard == shard_of(row.key, rules().view_shards) for row in rows)  # where the serving reads look
+    assert merged_speed_rows(rows, views) == expected_views(distinct, views)
 
 
 def test_stream_lands_exactly_in_master_quarantine_and_views(spark, services, tmp_path: Path) -> None:

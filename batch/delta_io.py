@@ -1,0 +1,68 @@
+"""Delta Lake reads and writes of the batch layer: pinned snapshots of the master dataset, versioned view tables."""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import DataFrame, SparkSession
+
+APP_ID = "braid-batch"
+
+
+def master_path(lake_root: str, event_type: str) -> str:
+    return f"{lake_root}/master/{event_type}"
+
+
+def view_path(lake_root: str, view_name: str) -> str:
+    return f"{lake_root}/views/{view_name}"
+
+
+def latest_version(spark: SparkSession, path: str) -> int | None:
+    """The newest committed version of a Delta table, or None when there is no table (yet)."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).first()["version"]
+
+
+def read_at(spark: SparkSession, path: str, version: int) -> DataFrame:
+    """One version of a table: what a batch version read stays readable (time travel) until VACUUM removes it."""
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def write_view_table(frame: DataFrame, path: str, *, batch_version: int, cutoff: int) -> int:
+    """Replace the view table by this batch version's rows; returns the Delta version holding them.
+
+    Idempotent: Delta skips a write whose (application id, batch version) it has already committed, and the version
+    is then found again in the table's history by the metadata the first write left."""
+    from delta.tables import DeltaTable
+
+    spark = frame.sparkSession
+    metadata = json.dumps({"batch_version": batch_version, "cutoff": cutoff}, sort_keys=True)
+    (
+        frame.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")  # a changed view declaration replaces the table's columns
+        .option("txnAppId", APP_ID)
+        .option("txnVersion", batch_version)
+        .option("userMetadata", metadata)
+        .save(path)
+    )
+    history = DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata").collect()
+    for row in history:
+        if row.userMetadata == metadata:
+            return row.version
+    raise RuntimeError(f"{path}: no commit of batch version {batch_version} in the table's recent history")
+
+
+def optimize(spark: SparkSession, path: str) -> None:
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path).optimize().executeCompaction()
+
+
+def vacuum(spark: SparkSession, path: str, retention_hours: int) -> None:
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path).vacuum(float(retention_hours))
