@@ -338,6 +338,23 @@ def _batch_report(settings, limit: int = 5) -> list[str]:
     return lines
 
 
+def _bench_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.bench_batch import bench_batch
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    report = bench_batch(load_settings(), sizes, args.repeats, Path(args.output))
+    for result in report["results"]:
+        print(
+            f"bench: {result['events']:,} events: Braid {result['braid_events_per_second']:,} events/s, DuckDB "
+            f"{result['duckdb_events_per_second']:,} events/s (Braid/DuckDB {result['braid_over_duckdb_throughput']}), "
+            f"same answers {result['same_answers']}"
+        )
+    print(f"bench: written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -397,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_speed.add_argument("--duration", type=float, default=120.0, help="seconds of production per rate")
     bench_speed.add_argument("--output", default="bench/speed.json", help="the JSON report")
     bench_speed.set_defaults(run=_bench_speed)
+    bench_batch = bench.add_parser("batch", help="batch recompute throughput, side by side with DuckDB over the same snapshot")
+    bench_batch.add_argument("--sizes", default="10000000", help="master dataset sizes in events, comma-separated")
+    bench_batch.add_argument("--repeats", type=_positive, default=3, help="runs per size; the median is reported")
+    bench_batch.add_argument("--output", default="bench/batch.json", help="the JSON report")
+    bench_batch.set_defaults(run=_bench_batch)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
 
