@@ -127,6 +127,8 @@ class BatchStore:
         self._progress = prepare("SELECT complete_through FROM pipeline_progress WHERE job = ?", read)
         self._set_retired = prepare("UPDATE pipeline_progress SET complete_through = ?, updated_at = ? WHERE job = ?", write)
         self._retire_bucket = prepare("DELETE FROM speed_views WHERE view_name = ? AND handoff_bucket = ? AND shard = ?", write)
+        self._buckets = prepare("SELECT handoff_bucket FROM speed_view_buckets WHERE view_name = ? AND handoff_bucket <= ?", read)
+        self._retire_index = prepare("DELETE FROM speed_view_buckets WHERE view_name = ? AND handoff_bucket <= ?", write)
 
     # -- versions ---------------------------------------------------------------------------------------------------
 
@@ -216,18 +218,19 @@ class BatchStore:
         row = self._session.execute(self._progress, (RETIRE_JOB,)).one()
         return row.complete_through if row else None
 
-    def retire_speed_buckets(self, view_names: Iterable[str], first: int, last: int, shards: int) -> int:
-        """Delete the speed rows of buckets first..last: one partition tombstone per view, bucket and shard."""
-        keys = [(view, bucket, shard) for view in view_names for bucket in range(first, last + 1) for shard in range(shards)]
-        if keys:
-            execute_concurrent_with_args(self._session, self._retire_bucket, keys, concurrency=64, raise_on_first_error=True)
-        self._session.execute(self._set_retired, (last, datetime.now(UTC), RETIRE_JOB))
-        return len(keys)
-
-    def oldest_speed_bucket(self) -> int | None:
-        """The oldest bucket with speed rows; a scan of partition keys, needed once, before the first retirement."""
-        buckets = [row.handoff_bucket for row in self._session.execute("SELECT DISTINCT view_name, handoff_bucket, shard FROM speed_views")]
-        return min(buckets) if buckets else None
+    def retire_speed_buckets(self, view_names: Iterable[str], through: int, shards: int) -> int:
+        """Delete the speed rows of every bucket up to `through`: one partition tombstone per view, bucket and shard,
+        found in the bucket index, then the index entries themselves (the rows first: the index is how they are found)."""
+        deleted = 0
+        for view in view_names:
+            buckets = [row.handoff_bucket for row in self._session.execute(self._buckets, (view, through))]
+            keys = [(view, bucket, shard) for bucket in buckets for shard in range(shards)]
+            if keys:
+                execute_concurrent_with_args(self._session, self._retire_bucket, keys, concurrency=64, raise_on_first_error=True)
+            self._session.execute(self._retire_index, (view, through))
+            deleted += len(keys)
+        self._session.execute(self._set_retired, (through, datetime.now(UTC), RETIRE_JOB))
+        return deleted
 
     def speed_complete_through(self) -> int | None:
         row = self._session.execute(self._progress, ("speed",)).one()
@@ -252,38 +255,64 @@ def _record(row: Any) -> VersionRecord:
     )
 
 
-def publish_partition(rows: Iterator[Any], target: CassandraTarget, version: int, retire_below: int | None) -> Iterator[int]:
-    """Runs in a Spark task: write this task's rows of `version`, grouped by Cassandra partition, and delete in each
-    partition it touches the versions below `retire_below` (no reader can need them). Rewriting is harmless: a
-    rerun writes the same values under the same version. Yields the number of rows written."""
+_TABLES = {
+    # table -> (insert, delete of the versions below a bound in one partition, the partition's columns in a row)
+    "batch_views": (
+        "INSERT INTO batch_views (view_name, key, span_start, version, window_start, int_metrics, float_metrics) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "DELETE FROM batch_views WHERE view_name = ? AND key = ? AND span_start = ? AND version < ?",
+        ("view_name", "key", "span_ms"),
+    ),
+    "batch_view_windows": (
+        "INSERT INTO batch_view_windows (view_name, window_start, version, key, int_metrics, float_metrics) VALUES (?, ?, ?, ?, ?, ?)",
+        "DELETE FROM batch_view_windows WHERE view_name = ? AND window_start = ? AND version < ?",
+        ("view_name", "window_ms"),
+    ),
+}
+
+
+def partition_columns(table: str) -> tuple[str, ...]:
+    return _TABLES[table][2]
+
+
+def publish_partition(rows: Iterator[Any], target: CassandraTarget, table: str, version: int, retire_below: int | None) -> Iterator[int]:
+    """Runs in a Spark task: write this task's rows of `version` to `table`, grouped by Cassandra partition (the rows
+    arrive sorted by it), and delete in each partition it touches the versions below `retire_below` (no reader can
+    need them). Rewriting is harmless: a rerun writes the same values under the same version. Yields the row count."""
+    insert_cql, delete_cql, columns = _TABLES[table]
     cluster, session = target.connect()
     try:
         level = ConsistencyLevel.name_to_value[target.write_consistency]
-        insert = session.prepare(
-            "INSERT INTO batch_views (view_name, key, span_start, version, window_start, int_metrics, float_metrics)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-        )
-        delete = session.prepare("DELETE FROM batch_views WHERE view_name = ? AND key = ? AND span_start = ? AND version < ?")
+        insert, delete = session.prepare(insert_cql), session.prepare(delete_cql)
         written = 0
-        statements = []
+        statements: list = []
 
         def flush() -> None:
             if statements:
                 execute_concurrent(session, statements, concurrency=target.concurrency, raise_on_first_error=True)
                 statements.clear()
 
-        for (view_name, key, span_ms), partition in groupby(rows, key=lambda row: (row.view_name, row.key, row.span_ms)):
-            span = datetime.fromtimestamp(span_ms / 1000, UTC)
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
-            if retire_below is not None:
-                batch.add(delete, (view_name, key, span, retire_below))
+        def when(ms: int) -> datetime:
+            return datetime.fromtimestamp(ms / 1000, UTC)
+
+        for _, partition in groupby(rows, key=lambda row: tuple(row[c] for c in columns)):
+            batch = None
             for row in partition:
-                if len(batch) >= _ROWS_PER_BATCH:
-                    statements.append((batch, ()))
-                    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
                 ints = {name: int(value) for name, value in (row.int_metrics or {}).items() if value is not None}
                 floats = {name: float(value) for name, value in (row.float_metrics or {}).items() if value is not None}
-                batch.add(insert, (view_name, key, span, version, datetime.fromtimestamp(row.window_ms / 1000, UTC), ints, floats))
+                if table == "batch_views":
+                    head = (row.view_name, row.key, when(row.span_ms))
+                    values = (*head, version, when(row.window_ms), ints, floats)
+                else:
+                    head = (row.view_name, when(row.window_ms))
+                    values = (*head, version, row.key, ints, floats)
+                if batch is None:
+                    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
+                    if retire_below is not None:
+                        batch.add(delete, (*head, retire_below))
+                elif len(batch) >= _ROWS_PER_BATCH:
+                    statements.append((batch, ()))
+                    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
+                batch.add(insert, values)
                 written += 1
             statements.append((batch, ()))
             if len(statements) >= target.concurrency * 4:

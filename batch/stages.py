@@ -25,9 +25,19 @@ from batch.cassandra_io import (
     BatchStore,
     CassandraTarget,
     VersionRecord,
+    partition_columns,
     publish_partition,
 )
-from batch.transforms import between_cutoffs, covered, expected_counts, first_copies, incremental_view_rows, view_rows
+from batch.transforms import (
+    between_cutoffs,
+    covered,
+    expected_counts,
+    first_copies,
+    first_copies_given,
+    incremental_view_rows,
+    repeated_ids,
+    view_rows,
+)
 from braid.errors import BraidError
 from braid.layout import span_seconds
 from braid.view_compiler import metric_kind, metric_maps
@@ -54,6 +64,19 @@ class BatchContext:
     views: dict[str, View]
     rules: Rules
     log: Callable[[str], None]
+
+
+BROADCAST_REPEATED_IDS = 2_000_000  # re-sent ids up to this many are broadcast (~100 MB at most), else a full shuffle
+
+
+def deduplicate(events: DataFrame) -> DataFrame:
+    """The first copy of each event, choosing the cheap plan when re-sent events are a small minority (the usual case:
+    producers retry a few events, not the stream)."""
+    repeated = repeated_ids(events).persist()
+    if repeated.count() <= BROADCAST_REPEATED_IDS:
+        return first_copies_given(events, repeated)
+    repeated.unpersist()
+    return first_copies(events)
 
 
 def _done(record: VersionRecord) -> bool:
@@ -123,7 +146,7 @@ def validate_snapshot(spark: SparkSession, context: BatchContext, record: Versio
     for event_type, frame in master.items():
         scope = covered(frame, record.cutoff) if previous_cutoff is None else between_cutoffs(frame, previous_cutoff, record.cutoff)
         checks = quality.snapshot_expectations(event_type, context.registry[event_type], context.rules)
-        frame = quality.snapshot_frame(first_copies(scope)).persist()  # every expectation is a Spark job over it
+        frame = quality.snapshot_frame(deduplicate(scope)).persist()  # every expectation is a Spark job over it
         try:
             reports.append(quality.validate(frame, f"snapshot_{event_type}", checks, context.quality_root))
         finally:
@@ -142,7 +165,7 @@ def recompute(spark: SparkSession, context: BatchContext, record: VersionRecord)
         previous = context.store.version(record.previous_version)
         new_copies = {t: between_cutoffs(frame, previous.cutoff, record.cutoff) for t, frame in master.items()}
     else:
-        firsts = {t: first_copies(frame).persist() for t, frame in covered_by_type.items()}
+        firsts = {t: deduplicate(frame).persist() for t, frame in covered_by_type.items()}
     tables, counts, events = {}, {}, None
     try:
         if record.mode == FULL:
@@ -229,11 +252,17 @@ def publish(spark: SparkSession, context: BatchContext, record: VersionRecord) -
                 floats,
             )
         )
-    rows = reduce(lambda left, right: left.unionByName(right), frames)
-    # A Cassandra partition's rows together in one task, in order: each partition is written by few batches.
-    ordered = rows.repartition("view_name", "key", "span_ms").sortWithinPartitions("view_name", "key", "span_ms", "window_ms")
+    rows = reduce(lambda left, right: left.unionByName(right), frames).persist()
     target, version = context.target, record.version
-    written = ordered.rdd.mapPartitions(lambda part: publish_partition(part, target, version, retire_below)).sum()
+    written = 0
+    try:
+        for table in ("batch_views", "batch_view_windows"):
+            # A Cassandra partition's rows together in one task, in order: each partition is written by few batches.
+            columns = partition_columns(table)
+            ordered = rows.repartition(*columns).sortWithinPartitions(*columns, "key", "window_ms")
+            written += ordered.rdd.mapPartitions(lambda part, table=table: publish_partition(part, target, table, version, retire_below)).sum()
+    finally:
+        rows.unpersist()
     context.store.switch_pointer(record)
     context.log(f"batch: published version {record.version} (cutoff {record.cutoff}): {written} rows")
     return context.store.version(record.version)
@@ -245,9 +274,8 @@ def retire(context: BatchContext) -> int:
     if readable is None:
         return 0
     retired = context.store.speed_retired_through()
-    first = retired + 1 if retired is not None else context.store.oldest_speed_bucket()
-    if first is None or first > readable.cutoff:
+    if retired is not None and retired >= readable.cutoff:
         return 0
-    deleted = context.store.retire_speed_buckets(list(context.views), first, readable.cutoff, context.rules.view_shards)
-    context.log(f"batch: retired speed buckets {first}..{readable.cutoff} ({deleted} partitions)")
+    deleted = context.store.retire_speed_buckets(list(context.views), readable.cutoff, context.rules.view_shards)
+    context.log(f"batch: retired speed buckets up to {readable.cutoff} ({deleted} partitions)")
     return deleted

@@ -38,6 +38,19 @@ def first_copies(events: DataFrame) -> DataFrame:
     return events.groupBy("event_id").agg(first.alias("first")).select(*[F.col(f"first.{c}").alias(c) for c in columns])
 
 
+def repeated_ids(events: DataFrame) -> DataFrame:
+    """The event ids with more than one copy: a shuffle of ids only."""
+    return events.groupBy("event_id").agg(F.count(F.lit(1)).alias("copies")).where(F.col("copies") > 1).select("event_id")
+
+
+def first_copies_given(events: DataFrame, repeated: DataFrame) -> DataFrame:
+    """`first_copies`, when the repeated ids are few enough to broadcast: events with one copy pass through without a
+    shuffle, and only the re-sent ones are grouped. The same rows as `first_copies`, at a fraction of the shuffle."""
+    single = events.join(F.broadcast(repeated), "event_id", "left_anti")
+    resent = first_copies(events.join(F.broadcast(repeated), "event_id", "left_semi"))
+    return single.unionByName(resent.select(*events.columns))
+
+
 def view_rows(events_by_type: Mapping[str, DataFrame], view: View, registry: dict[str, dict[int, Contract]]) -> DataFrame:
     """The exact view over de-duplicated events: (view, key, window_start, <metric>...)."""
     return aggregate_view(events_by_type, view, registry, by_handoff_bucket=False)

@@ -153,11 +153,12 @@ def duckdb_view_sql(view: View, files_by_type: dict[str, list[str]], cutoff: int
 
 def _spark_recompute(spark, lake_root: str, out_root: str, cutoff: int) -> dict[tuple, tuple]:
     from batch import delta_io
-    from batch.transforms import covered, first_copies, view_rows
+    from batch.stages import deduplicate
+    from batch.transforms import covered, view_rows
 
     registry = default_contracts()
     master = {t: spark.read.format("delta").load(delta_io.master_path(lake_root, t)) for t in registry}
-    firsts = {t: first_copies(covered(frame, cutoff)).persist() for t, frame in master.items()}
+    firsts = {t: deduplicate(covered(frame, cutoff)).persist() for t, frame in master.items()}
     try:
         for view in default_views().values():
             rows = view_rows(firsts, view, registry)

@@ -355,6 +355,68 @@ def _bench_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from serving.main import run_api
+
+    settings = load_settings()
+    print(f"serve: dashboard and API at http://{settings.serving_host}:{settings.serving_port}/", flush=True)
+    run_api(settings)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+    from datetime import UTC, datetime, timedelta
+
+    from serving.api import _json, parse_time
+    from serving.main import open_queries
+    from serving.queries import QueryError
+
+    settings = load_settings()
+    now = datetime.now(UTC)
+    try:
+        with open_queries(settings) as queries:
+            if args.what == "views":
+                answer: object = {"views": queries.describe_views()}
+            else:
+                end = parse_time(args.end, "--end", now) or now
+                start = parse_time(args.start, "--start", now) or end - timedelta(hours=1)
+                if args.what == "series":
+                    answer = asdict(queries.series(args.view, args.key, start, end, args.grain))
+                else:
+                    answer = asdict(queries.top(args.view, start, end, args.n, args.metric))
+    except QueryError as error:
+        raise BraidError(f"query: {error}") from None
+    answer = _json(answer)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    for line in _query_table(args.what, answer):
+        print(line)
+    return 0
+
+
+def _query_table(what: str, answer: dict) -> list[str]:
+    if what == "views":
+        return [f"{v['name']:<30} {v['grain']:>4}  key ({', '.join(v['dimensions'])})  metrics {', '.join(v['metrics'])}" for v in answer["views"]]
+    fresh = answer["freshness"]
+    lines = [
+        f"freshness: batch version {fresh['batch_version']} (cutoff bucket {fresh['batch_cutoff']}, age {fresh['batch_age_seconds']} s); "
+        f"speed batch {fresh['speed_batch']} (age {fresh['speed_age_seconds']} s)"
+    ]
+    if what == "series":
+        names = sorted({name for point in answer["points"] for name in point["metrics"]})
+        lines.append(f"{'window':<22} " + " ".join(f"{name:>16}" for name in names) + "  from")
+        for point in answer["points"]:
+            lines.append(f"{point['window_start']:<22} " + " ".join(f"{point['metrics'].get(name, '-')!s:>16}" for name in names) + f"  {point['source']}")
+    else:
+        lines.append(f"{'key':<40} {answer['metric']:>16}  from")
+        for entry in answer["entries"]:
+            lines.append(f"{' / '.join(entry['key']):<40} {entry['value']!s:>16}  {entry['source']}")
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -428,6 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
     batch_run.add_argument("--incremental", action="store_true", help="recompute only the windows touched since the served version")
     batch_run.add_argument("--run-id", default=None, help="continue this run's version if it has one (default: a new run)")
     batch_run.set_defaults(run=_batch_run)
+    commands.add_parser("serve", help="serve the query API and the dashboard").set_defaults(run=_serve)
+    query = commands.add_parser("query", help="merged answers (batch + speed) on the command line").add_subparsers(dest="what", required=True)
+    query.add_parser("views", help="the declared views").add_argument("--json", action="store_true")
+    query.choices["views"].set_defaults(run=_query)
+    for name, text in (("series", "one key's merged series over a time range"), ("top", "the top keys of a view over a time range")):
+        sub = query.add_parser(name, help=text)
+        sub.add_argument("view")
+        if name == "series":
+            sub.add_argument("--key", action="append", required=True, help="one value per dimension, in order (repeat the flag)")
+            sub.add_argument("--grain", default=None, help="a coarser grain than the view's (e.g. 5m, 1h)")
+        else:
+            sub.add_argument("--n", type=_positive, default=10)
+            sub.add_argument("--metric", default=None)
+        sub.add_argument("--start", default=None, help="ISO 8601 or relative (-15m, -2h, -1d); default an hour before --end")
+        sub.add_argument("--end", default=None, help="ISO 8601 or relative; default now")
+        sub.add_argument("--json", action="store_true", help="JSON instead of a table")
+        sub.set_defaults(run=_query)
     batch_status = batch.add_parser("status", help="the served version and the newest versions")
     batch_status.add_argument("--limit", type=_positive, default=5)
     batch_status.set_defaults(run=_batch_status)

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     delta_vacuum_retention_hours: int = Field(default=168, ge=168)  # Delta refuses less by default, and so do we
     quality_dir: Path | None = None  # Great Expectations project and Data Docs; default <home>/quality
 
+    # The serving API and dashboard.
+    serving_host: str = "127.0.0.1"
+    serving_port: int = Field(default=8080, ge=1, le=65535)
+    serving_token: SecretStr | None = None  # when set, /v1 and /metrics need "Authorization: Bearer <token>"
+    serving_max_windows: int = Field(default=10_080, ge=1, le=1_000_000)  # windows one query may span
+    serving_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)  # the dashboard's refresh period
+
     spark_master: str = "local[*]"
     spark_driver_memory: str = "4g"
     spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000)

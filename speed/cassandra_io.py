@@ -29,12 +29,13 @@ class SpeedStore:
         self._batch = session.prepare(
             "INSERT INTO speed_batches (job, batch_id, handoff_bucket, input_rows, valid_rows, quarantined_rows,"
             " quarantine_by_reason, view_rows, freshness_p50_ms, freshness_p95_ms, freshness_p99_ms, freshness_max_ms,"
-            " committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " committed_at, max_offsets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._batch_timing = session.prepare(
             "UPDATE speed_batches SET input_rows_per_second = ?, processed_rows_per_second = ?, duration_ms = ?,"
             " lag_by_partition = ? WHERE job = ? AND batch_id = ?"
         )
+        self._index_bucket = session.prepare("INSERT INTO speed_view_buckets (view_name, handoff_bucket) VALUES (?, ?)")
         self._recent_batches = session.prepare("SELECT * FROM speed_batches WHERE job = ? LIMIT ?")
 
     def write_view_rows(self, rows: Iterable[tuple], concurrency: int = 64) -> int:
@@ -43,6 +44,12 @@ class SpeedStore:
         if rows:
             execute_concurrent_with_args(self._session, self._insert_row, rows, concurrency=concurrency, raise_on_first_error=True)
         return len(rows)
+
+    def index_buckets(self, pairs: Iterable[tuple[str, int]]) -> None:
+        """(view, handoff bucket) pairs this batch writes rows for: the serving merge lists buckets from here."""
+        pairs = list(pairs)
+        if pairs:
+            execute_concurrent_with_args(self._session, self._index_bucket, pairs, concurrency=64, raise_on_first_error=True)
 
     def progress(self) -> Any:
         return self._session.execute(self._read_progress, (JOB,)).one()
@@ -54,7 +61,7 @@ class SpeedStore:
             (
                 JOB, batch_id, bucket, stats["input_rows"], stats["valid_rows"], stats["quarantined_rows"],
                 stats["quarantine_by_reason"], stats["view_rows"], stats["freshness_p50_ms"], stats["freshness_p95_ms"],
-                stats["freshness_p99_ms"], stats["freshness_max_ms"], now,
+                stats["freshness_p99_ms"], stats["freshness_max_ms"], now, stats["max_offsets"],
             ),
         )  # fmt: skip
         self._session.execute(self._progress, (batch_id, bucket, complete_through, now, JOB))

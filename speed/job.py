@@ -158,6 +158,7 @@ class MicroBatchWriter:
                 for frame in unique.values():
                     frame.unpersist()
             lap("views")
+            self.store.index_buckets({(row[0], row[1]) for row in rows})  # before the rows: a reader finds every bucket
             written = self.store.write_view_rows(rows)
             lap("cassandra")
             finished_ms = time.time() * 1000
@@ -176,6 +177,9 @@ class MicroBatchWriter:
                     for index, name in enumerate(("p50", "p95", "p99"))
                 },
                 "freshness_max_ms": int(finished_ms - min(row.oldest_ms for row in stats)),
+                "max_offsets": {
+                    str(row.partition): row.offset for row in classified.groupBy("partition").agg(F.max("offset").alias("offset")).collect()
+                },
             }
             self.advance_complete_through(bucket - 1)
             self.store.record_batch(batch_id, bucket, self.complete_through, summary)

@@ -103,6 +103,16 @@ def test_first_copies_keep_the_copy_that_arrived_first(spark, dataset) -> None:
     }
 
 
+def test_the_broadcast_plan_gives_the_same_first_copies(spark, dataset) -> None:
+    from batch.transforms import first_copies_given, repeated_ids
+
+    rows, master = dataset
+    for frame in master.values():
+        repeated = repeated_ids(frame)
+        assert 0 < repeated.count() < frame.count()  # the dataset has re-sent events, and mostly single ones
+        assert sorted(first_copies_given(frame, repeated).collect()) == sorted(first_copies(frame).collect())
+
+
 @pytest.mark.parametrize("cutoff", [0, 2, BUCKETS - 1])
 def test_full_recompute_equals_the_oracle_up_to_the_cutoff(spark, dataset, cutoff: int) -> None:
     rows, master = dataset
