@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup jars down lock clean
+.PHONY: demo test setup jars browser down lock clean
 
 demo: setup  ## start the local stack and run the main job on local defaults
 	$(BIN)/braid smoke
@@ -11,7 +11,13 @@ demo: setup  ## start the local stack and run the main job on local defaults
 test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: $(VENV)/.installed jars
+setup: $(VENV)/.installed jars browser
+
+# The dashboard's browser test drives Debian's Chromium through its ChromeDriver; installed once, as root or via sudo.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -417,6 +417,17 @@ def _query_table(what: str, answer: dict) -> list[str]:
     return lines
 
 
+def _bench_serving(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.bench_serving import bench_serving
+
+    clients = [int(count) for count in args.clients.split(",")]
+    bench_serving(load_settings(), clients, args.seconds, args.events, Path(args.output))
+    print(f"bench: written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braid", description="Braid: fresh and exact answers over an event stream.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -481,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_batch.add_argument("--repeats", type=_positive, default=3, help="runs per size; the median is reported")
     bench_batch.add_argument("--output", default="bench/batch.json", help="the JSON report")
     bench_batch.set_defaults(run=_bench_batch)
+    bench_serving = bench.add_parser("serving", help="merged query latency through the API at several concurrencies (needs braid up)")
+    bench_serving.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    bench_serving.add_argument("--seconds", type=float, default=20.0, help="seconds per query kind and concurrency")
+    bench_serving.add_argument("--events", type=_positive, default=60_000, help="events the bench's stream carries")
+    bench_serving.add_argument("--output", default="bench/serving.json", help="the JSON report")
+    bench_serving.set_defaults(run=_bench_serving)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
 

@@ -332,3 +332,99 @@ def test_a_publish_while_queries_run_causes_no_gap_and_no_double_count(spark, sc
     with open_queries(scene.settings) as queries:  # everything is in the batch version now
         answer = queries.top("page_views_by_url", scene.start, scene.end, n=1000, metric="views")
     assert {e.source for e in answer.entries} == {"batch"}
+
+
+# -- the invariant of DESIGN.md while the stream flows ---------------------------------------------------------------
+
+
+def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stream_flows(spark, services, tmp_path: Path) -> None:
+    """A background speed job consumes a stream produced in chunks; batch versions are published in between; queries
+    run all along. Each answer must equal an independent aggregation of exactly the records up to its freshness point:
+    the Kafka offsets the micro-batches up to the reported one had read (the producer knows each record's offset)."""
+    from braid.producer import EventProducer
+    from schemas.contracts import default_contracts
+    from tests.speed.test_speed_job import _speed_process
+
+    stream = Stream(services, tmp_path, seed=71, count=4500, max_offsets=1000)
+    views = default_views()
+    start, end = datetime.now(UTC) - timedelta(hours=4), datetime.now(UTC) + timedelta(minutes=30)
+    coordinates: list[tuple[int, int]] = []  # (partition, offset) of every record, in production order
+    answers, stop = [], threading.Event()
+
+    def query_loop() -> None:
+        with open_queries(stream.settings) as queries:
+            while not stop.is_set():
+                for view in views.values():
+                    try:
+                        answer = queries.top(view.name, start, end, n=1000, metric=view.metrics[0].name)
+                    except Exception:  # nothing migrated or published yet at the very start
+                        continue
+                    if answer.freshness.speed_batch is not None:
+                        answers.append((view.name, answer))
+                time.sleep(0.5)
+
+    job = _speed_process(stream, tmp_path / "speed.log")
+    thread = threading.Thread(target=query_loop, daemon=True)
+    thread.start()
+    published = set()
+    try:
+        producer = EventProducer(stream.settings.kafka_bootstrap_servers, stream.name, registry=default_contracts(), validator=None)
+        for chunk in range(3):
+            futures = [producer.send_raw(r.key, r.value) for r in stream.records[chunk * 1500 : (chunk + 1) * 1500]]
+            producer.flush()
+            coordinates += [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+            _wait(lambda: stream.progress() is not None and _consumed(stream, stream.progress().last_batch) == _ends(coordinates), 240, f"chunk {chunk} consumed")
+            if chunk == 2:
+                break  # the last chunk stays with the speed layer only
+            with batch_context(stream.settings, log=lambda m: None) as context:
+                pointer = context.store.pointer()
+                complete = context.store.speed_complete_through()
+                if complete is not None and (pointer is None or complete > pointer.cutoff):
+                    published.add(run_all(spark, context, new_run_id(), None, FULL).version)
+        producer.close()
+        time.sleep(3)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        subprocess.run([sys.executable, "-m", "braid.cli", "speed", "stop"], env={**os.environ, **stream.env}, capture_output=True)
+        if job.poll() is None:
+            job.terminate()
+        job.wait(timeout=60)
+
+    assert len(published) >= 2, "the test must see several batch versions published while the stream flows"
+    assert len({answer.freshness.speed_batch for _, answer in answers}) >= 3 and len(answers) >= 20
+    by_offsets: dict[tuple, dict] = {}
+    for view_name, answer in answers:
+        reach = _consumed(stream, answer.freshness.speed_batch)
+        key = tuple(sorted(reach.items()))
+        if key not in by_offsets:
+            included = [r for r, (p, o) in zip(stream.records, coordinates) if o <= reach.get(p, -1)]
+            distinct = {r.event["event_id"]: r.event for r in included if r.event is not None}
+            by_offsets[key] = expected_views(list(distinct.values()), views)
+        expected = _per_key(by_offsets[key], views[view_name])
+        got = {json.dumps(e.key, separators=(",", ":"), ensure_ascii=False): e.metrics for e in answer.entries}
+        assert got == expected, f"{view_name} at batch version {answer.freshness.batch_version}, speed batch {answer.freshness.speed_batch}"
+
+
+def _consumed(stream: Stream, through_batch: int) -> dict[int, int]:
+    """The highest offset per partition the speed micro-batches up to `through_batch` read (from speed_batches)."""
+    from braid.cassandra import cluster_from_settings
+
+    cluster = cluster_from_settings(stream.settings)
+    try:
+        rows = cluster.connect(stream.name).execute("SELECT batch_id, max_offsets FROM speed_batches WHERE job = 'speed'")
+        reach: dict[int, int] = {}
+        for row in rows:
+            if row.batch_id <= through_batch:
+                for partition, offset in (row.max_offsets or {}).items():
+                    reach[int(partition)] = max(reach.get(int(partition), -1), offset)
+        return reach
+    finally:
+        cluster.shutdown()
+
+
+def _ends(coordinates: list[tuple[int, int]]) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for partition, offset in coordinates:
+        ends[partition] = max(ends.get(partition, -1), offset)
+    return ends
