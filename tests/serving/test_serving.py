@@ -229,6 +229,9 @@ def test_metrics_are_prometheus_text_with_the_pipeline_figures(scene: Scene, cli
     assert sum(v for name, v in values.items() if name.startswith("braid_quarantined_records{")) == malformed
     assert values['braid_api_request_seconds_count{route="/v1/views",status="200"}'] >= 1
     assert "# TYPE braid_api_request_seconds histogram" in text
+    status = client.get("/v1/freshness").json()
+    assert (status["batch"]["version"], status["batch"]["cutoff"], status["speed"]["last_batch"]) == (pointer.version, scene.cutoff_a, progress.last_batch)
+    assert sum(status["quarantine_recent"].values()) == malformed
 
 
 def test_token_authentication(scene: Scene) -> None:
