@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 .PHONY: demo test setup jars browser down lock clean
 
 demo: setup  ## start the local stack and run the main job on local defaults
-	$(BIN)/braid smoke
+	$(BIN)/braid demo $(DEMO_ARGS)
 
 test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

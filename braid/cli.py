@@ -355,6 +355,16 @@ def _bench_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import os
+
+    from braid.demo import demo_environment, run_demo
+
+    os.environ.update(demo_environment(load_settings()))
+    ok = run_demo(load_settings(), minutes=args.minutes, rate=args.rate, keep=args.keep, log=lambda m: print(m, flush=True))
+    return 0 if ok else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.main import run_api
 
@@ -508,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch_run.add_argument("--run-id", default=None, help="continue this run's version if it has one (default: a new run)")
     batch_run.set_defaults(run=_batch_run)
     commands.add_parser("serve", help="serve the query API and the dashboard").set_defaults(run=_serve)
+    demo = commands.add_parser("demo", help="the whole platform on local defaults, narrated, checked against the ground truth")
+    demo.add_argument("--minutes", type=float, default=2.0, help="how long the generator streams")
+    demo.add_argument("--rate", type=float, default=500.0, help="events per second the generator produces")
+    demo.add_argument("--keep", action="store_true", help="leave everything running at the end (braid down stops it)")
+    demo.set_defaults(run=_demo)
     query = commands.add_parser("query", help="merged answers (batch + speed) on the command line").add_subparsers(dest="what", required=True)
     query.add_parser("views", help="the declared views").add_argument("--json", action="store_true")
     query.choices["views"].set_defaults(run=_query)
