@@ -21,6 +21,8 @@ from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
+from braid.cassandra import Pointer, as_utc
+
 PIPELINE = "views"
 RETIRE_JOB = "retire"  # pipeline_progress row: the newest handoff bucket whose speed rows are deleted
 
@@ -69,17 +71,6 @@ class VersionRecord:
     events: int | None
     published_at: datetime | None
     superseded_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Pointer:
-    version: int
-    cutoff: int
-    published_at: datetime
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class BatchStore:
@@ -176,7 +167,7 @@ class BatchStore:
 
     def pointer(self) -> Pointer | None:
         row = self._session.execute(self._pointer, (PIPELINE,)).one()
-        return Pointer(row.version, row.cutoff, _utc(row.published_at)) if row else None
+        return Pointer(row.version, row.cutoff, as_utc(row.published_at)) if row else None
 
     def switch_pointer(self, record: VersionRecord) -> bool:
         """Serve `record` from now on; False when it is already served. Refuses a lower cutoff than the served one:
@@ -250,8 +241,8 @@ def _record(row: Any) -> VersionRecord:
         view_rows=dict(row.view_rows or {}),
         quality=row.quality,
         events=row.events,
-        published_at=_utc(row.published_at),
-        superseded_at=_utc(row.superseded_at),
+        published_at=as_utc(row.published_at),
+        superseded_at=as_utc(row.superseded_at),
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
@@ -12,6 +14,20 @@ from braid.settings import Settings
 
 # The driver logs every failed connection attempt as a warning; a service that is still booting is not news.
 logging.getLogger("cassandra").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """The batch version readers are served (`batch_pointer`): written by the batch layer, read by the serving one."""
+
+    version: int
+    cutoff: int
+    published_at: datetime
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """The driver returns timestamps as naive datetimes in UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def open_cluster(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout
 from cassandra.concurrent import execute_concurrent
+
+from braid.cassandra import Pointer, as_utc
 
 PIPELINE = "views"
 _RETRIES = 2
@@ -26,17 +28,6 @@ class Progress:
     last_bucket: int
     complete_through: int
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class Pointer:
-    version: int
-    cutoff: int
-    published_at: datetime
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _metrics(row: Any) -> dict[str, int | float]:
@@ -111,17 +102,17 @@ class ServingStore:
 
     def pointer(self) -> Pointer | None:
         row = self._one(self._pointer, (PIPELINE,))
-        return Pointer(row.version, row.cutoff, _utc(row.published_at)) if row else None
+        return Pointer(row.version, row.cutoff, as_utc(row.published_at)) if row else None
 
     def progress(self) -> Progress | None:
         row = self._one(self._progress, ("speed",))
         if row is None or row.last_batch is None:
             return None
-        return Progress(row.last_batch, row.last_bucket, row.complete_through, _utc(row.updated_at))
+        return Progress(row.last_batch, row.last_bucket, row.complete_through, as_utc(row.updated_at))
 
     def batch_series(self, view: str, key: str, version: int, spans: list[datetime], start: datetime, end: datetime) -> list[tuple[datetime, dict]]:
         rows = self._many(self._batch_series, [(view, key, span, version, start, end) for span in spans])
-        return [(_utc(row.window_start), _metrics(row)) for slice_ in rows for row in slice_]
+        return [(as_utc(row.window_start), _metrics(row)) for slice_ in rows for row in slice_]
 
     def batch_windows(self, view: str, version: int, windows: list[datetime]) -> list[tuple[str, datetime, dict]]:
         rows = self._many(self._batch_window, [(view, window, version) for window in windows])
@@ -132,14 +123,14 @@ class ServingStore:
 
     def speed_series(self, view: str, key: str, shard: int, buckets: list[int], start: datetime, end: datetime, through_batch: int) -> list[tuple[datetime, dict]]:
         rows = self._many(self._speed_key, [(view, bucket, shard, key, start, end) for bucket in buckets])
-        return [(_utc(row.window_start), _metrics(row)) for slice_ in rows for row in slice_ if row.speed_batch <= through_batch]
+        return [(as_utc(row.window_start), _metrics(row)) for slice_ in rows for row in slice_ if row.speed_batch <= through_batch]
 
     def speed_windows(self, view: str, shards: int, buckets: list[int], start: datetime, end: datetime, through_batch: int) -> list[tuple[str, datetime, dict]]:
         rows = self._many(self._speed_shard, [(view, bucket, shard) for bucket in buckets for shard in range(shards)])
         result = []
         for slice_ in rows:
             for row in slice_:
-                window = _utc(row.window_start)
+                window = as_utc(row.window_start)
                 if start <= window < end and row.speed_batch <= through_batch:
                     result.append((row.key, window, _metrics(row)))
         return result
