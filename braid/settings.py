@@ -100,6 +100,19 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "4g"
     spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
     spark_ui_enabled: bool = False
+    # On a cluster only (local[*] ignores both): each executor's heap, and the cores one application may hold. A
+    # standalone master gives an application every free core unless capped, so the always-on speed job would leave
+    # none for the batch runs.
+    spark_executor_memory: str | None = None
+    spark_cores_max: int | None = Field(default=None, ge=1, le=100_000)
+
+    # Object storage for a lake on s3a:// (MinIO or any S3 API). Unset, Hadoop's S3A defaults apply (AWS endpoints,
+    # the AWS credential chain).
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_path_style_access: bool = False  # MinIO serves buckets as paths unless its domain is configured
 
     @classmethod
     def settings_customise_sources(
@@ -171,6 +184,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a JVM memory size such as 512m or 2g")
         return value
 
+    @field_validator("spark_executor_memory")
+    @classmethod
+    def _check_optional_memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 512m or 2g")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?", value):
+            raise ValueError(f"{value!r} is not an endpoint URL such as http://minio:9000")
+        return value
+
     @field_validator("delta_root", "checkpoint_root")
     @classmethod
     def _check_storage_url(cls, value: str | None) -> str | None:
@@ -191,6 +218,8 @@ class Settings(BaseSettings):
     def _check_credentials(self) -> Settings:
         if (self.cassandra_username is None) != (self.cassandra_password is None):
             raise ValueError("BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_PASSWORD must be set together")
+        if (self.s3_access_key is None) != (self.s3_secret_key is None):
+            raise ValueError("BRAID_S3_ACCESS_KEY and BRAID_S3_SECRET_KEY must be set together")
         return self
 
     # Derived locations: one place decides where each kind of state lives.
@@ -275,7 +304,7 @@ def load_settings(**overrides: Any) -> Settings:
             where = f"BRAID_{name.upper()}" if name else "settings"
             message = str(item["msg"]).removeprefix("Value error, ")
             given = item.get("input")
-            secret = "password" in name
+            secret = any(word in name for word in ("password", "secret", "token"))
             shown = "" if secret or isinstance(given, dict) or given is None or repr(given) in message else f" (got {given!r})"
             problems.append(f"{where}: {message}{shown}")
         raise SettingsError("; ".join(problems)) from None

@@ -55,13 +55,45 @@ def create_session(
     return session
 
 
+def cluster_conf(settings: Settings) -> dict[str, str]:
+    """What only a cluster reads: executor heap and the cores this application may hold (see Settings)."""
+    conf = {}
+    if settings.spark_executor_memory is not None:
+        conf["spark.executor.memory"] = settings.spark_executor_memory
+    if settings.spark_cores_max is not None:
+        conf["spark.cores.max"] = str(settings.spark_cores_max)
+    return conf
+
+
+def object_store_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop S3A options for a lake on s3a://, credentials included; empty when no S3 setting is given."""
+    conf = {}
+    if settings.s3_endpoint is not None:
+        conf["fs.s3a.endpoint"] = settings.s3_endpoint
+        conf["fs.s3a.endpoint.region"] = settings.s3_region
+        conf["fs.s3a.connection.ssl.enabled"] = str(settings.s3_endpoint.startswith("https://")).lower()
+    if settings.s3_path_style_access:
+        conf["fs.s3a.path.style.access"] = "true"
+    if settings.s3_access_key is not None and settings.s3_secret_key is not None:
+        conf["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        conf["fs.s3a.access.key"] = settings.s3_access_key
+        conf["fs.s3a.secret.key"] = settings.s3_secret_key.get_secret_value()
+    return conf
+
+
 def session_from_settings(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
-    return create_session(
+    session = create_session(
         app_name,
         master=settings.spark_master,
         jars=module_jars(settings.jar_cache, "spark"),
         driver_memory=settings.spark_driver_memory,
         shuffle_partitions=settings.spark_shuffle_partitions,
         ui_enabled=settings.spark_ui_enabled,
-        extra_conf=extra_conf,
+        extra_conf={**cluster_conf(settings), **(extra_conf or {})},
     )
+    # Set on the live Hadoop configuration rather than as spark.hadoop.* options: those reach the JVM as command-line
+    # arguments, where any process listing would show the secret key. Spark ships this configuration with every task.
+    hadoop = session.sparkContext._jsc.hadoopConfiguration()
+    for key, value in object_store_conf(settings).items():
+        hadoop.set(key, value)
+    return session

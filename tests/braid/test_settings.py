@@ -92,3 +92,29 @@ def test_missing_settings_file_is_named(env: pytest.MonkeyPatch, tmp_path: Path)
     env.setenv("BRAID_SETTINGS_FILE", str(tmp_path / "absent.toml"))
     with pytest.raises(SettingsError, match=r"BRAID_SETTINGS_FILE=.*absent.toml.*no such file"):
         load_settings()
+
+
+def test_object_storage_credentials_go_together_and_a_bad_secret_is_never_shown(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env.setenv("BRAID_S3_ACCESS_KEY", "braid")
+    with pytest.raises(SettingsError, match="BRAID_S3_ACCESS_KEY and BRAID_S3_SECRET_KEY must be set together"):
+        load_settings()
+    file = tmp_path / "settings.toml"
+    file.write_text("s3_secret_key = 918273645\nserving_token = 564738291\n")  # numbers, not strings: refused
+    env.setenv("BRAID_SETTINGS_FILE", str(file))
+    with pytest.raises(SettingsError, match="BRAID_S3_SECRET_KEY: Input should be a valid string") as refused:
+        load_settings()
+    assert "918273645" not in str(refused.value) and "564738291" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BRAID_SPARK_EXECUTOR_MEMORY", "lots", "BRAID_SPARK_EXECUTOR_MEMORY: 'lots' is not a JVM memory size"),
+        ("BRAID_SPARK_CORES_MAX", "0", "BRAID_SPARK_CORES_MAX: Input should be greater than or equal to 1"),
+        ("BRAID_S3_ENDPOINT", "minio:9000", "BRAID_S3_ENDPOINT: 'minio:9000' is not an endpoint URL such as http://minio:9000"),
+    ],
+)
+def test_cluster_settings_fail_fast(env: pytest.MonkeyPatch, variable: str, value: str, message: str) -> None:
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
