@@ -97,3 +97,8 @@ def test_a_summary_missing_a_figure_is_named(tmp_path: Path) -> None:
     summary.write_text(json.dumps({"ingest_events_per_second_per_core": 3000, "event_bytes": 1000}))
     with pytest.raises(ValueError, match="lacks a number for batch_events_per_second_per_core, serving_requests_per_second_per_core"):
         per_core_from_summary(summary)
+
+
+def test_the_deployment_readme_shows_the_table_of_todays_figures() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "docker" / "README.md").read_text()
+    assert render_markdown(capacity(TODAY)) in readme
