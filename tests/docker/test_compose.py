@@ -1,12 +1,12 @@
 """docker/compose.yaml without a Docker engine: it is a valid Compose document, configures Braid only through real
 settings (with values the settings accept and secrets that have no default), pins every image, and calls only real
-commands. Each check is also shown to fail on a document broken on purpose."""
+commands. The schema, settings, tag and command checks are each also shown to refuse something broken on purpose."""
 
 from __future__ import annotations
 
 import copy
-import json
 import hashlib
+import json
 import os
 import subprocess
 import sys
