@@ -115,27 +115,36 @@ class MicroBatchWriter:
             clock = time.perf_counter()
 
         try:
-            stats = classified.groupBy("reason", "event_type").agg(
+            # One pass over the batch materialises the classification and gives every figure the batch reports: per
+            # (reason, type, partition) and, as the rollup's grand total (grouping id 7), for the whole batch.
+            figures = classified.rollup("reason", "event_type", "partition").agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.min("handoff_bucket").alias("bucket"),
+                F.max("offset").alias("max_offset"),
                 F.min(F.unix_millis("timestamp")).alias("oldest_ms"),
                 # produce times at the 50th, 5th and 1st percentile: their age at commit is freshness p50, p95, p99
                 F.percentile_approx(F.unix_millis("timestamp"), [0.5, 0.05, 0.01]).alias("produced_ms"),
+                F.grouping_id().alias("level"),
             ).collect()
+            stats = [row for row in figures if row.level == 0]
             if not stats:
                 return
+            whole = next(row for row in figures if row.level == 7)
             lap("classify")
             bucket = min(row.bucket for row in stats)
             app_id = self.app_id(spark)
             by_reason: dict[str, int] = {}
+            max_offsets: dict[str, int] = {}
             for row in stats:
                 if row.reason is not None:
                     by_reason[row.reason] = by_reason.get(row.reason, 0) + row.rows
+                max_offsets[str(row.partition)] = max(max_offsets.get(str(row.partition), -1), row.max_offset)
             present = {row.event_type for row in stats if row.reason is None}
             if by_reason:
                 delta_io.append_once(
-                    quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id, batch_id=batch_id
-                )
+                    quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id,
+                    batch_id=batch_id, rows=sum(by_reason.values()),
+                )  # fmt: skip
             if by_reason and config.dead_letter_topic:
                 self._send_dead_letters(classified, batch_id)
             lap("quarantine")
@@ -146,7 +155,8 @@ class MicroBatchWriter:
                     unique[event_type] = rows
                     continue
                 path = delta_io.master_path(config.lake_root, event_type)
-                delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id)
+                count = sum(row.rows for row in stats if row.reason is None and row.event_type == event_type)
+                delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id, rows=count)
                 # The batch's rows are computed again from the persisted classification rather than read back: the
                 # same offsets and batch timestamp give the same rows, so a replay sees what the first attempt wrote.
                 earlier = earlier_ids(spark.read.format("delta").load(path), batch_id, bucket, config.dedup_horizon_buckets)
@@ -163,23 +173,16 @@ class MicroBatchWriter:
             lap("cassandra")
             finished_ms = time.time() * 1000
             valid = sum(row.rows for row in stats if row.reason is None)
-            produced = [row.produced_ms for row in stats if row.produced_ms]
             summary = {
                 "input_rows": sum(row.rows for row in stats),
                 "valid_rows": valid,
                 "quarantined_rows": sum(by_reason.values()),
                 "quarantine_by_reason": by_reason,
                 "view_rows": written,
-                # produced (Kafka timestamp) -> visible in Cassandra, for the batch's median and oldest record
-                # per reason group, weighted alike: exact enough, since almost every record is valid
-                **{
-                    f"freshness_{name}_ms": int(finished_ms - min(p[index] for p in produced)) if produced else None
-                    for index, name in enumerate(("p50", "p95", "p99"))
-                },
-                "freshness_max_ms": int(finished_ms - min(row.oldest_ms for row in stats)),
-                "max_offsets": {
-                    str(row.partition): row.offset for row in classified.groupBy("partition").agg(F.max("offset").alias("offset")).collect()
-                },
+                # produced (Kafka timestamp) -> visible in Cassandra: the ages of the batch's produce-time percentiles
+                **{f"freshness_{name}_ms": int(finished_ms - whole.produced_ms[index]) for index, name in enumerate(("p50", "p95", "p99"))},
+                "freshness_max_ms": int(finished_ms - whole.oldest_ms),
+                "max_offsets": max_offsets,
             }
             self.advance_complete_through(bucket - 1)
             self.store.record_batch(batch_id, bucket, self.complete_through, summary)
@@ -287,7 +290,13 @@ class SpeedJob:
 
         consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers, enable_auto_commit=False)
         try:
-            partitions = [TopicPartition(self.config.topic, p) for p in consumer.partitions_for_topic(self.config.topic) or []]
+            # Metadata of a just-created topic can lag; an empty answer must not read as "nothing to do".
+            deadline = time.monotonic() + 30
+            while not (known := consumer.partitions_for_topic(self.config.topic)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not known:
+                raise BraidError(f"speed: topic {self.config.topic} has no partitions (does it exist? see `braid topics create`)")
+            partitions = [TopicPartition(self.config.topic, p) for p in known]
             return {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
         finally:
             consumer.close()

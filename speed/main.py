@@ -18,6 +18,7 @@ from braid.settings import Settings
 from braid.spark import session_from_settings
 from schemas.contracts import default_contracts, rules
 from schemas.views import default_views
+from speed import delta_io
 from speed.cassandra_io import SpeedStore
 from speed.job import MicroBatchWriter, SpeedConfig, SpeedJob, install_signal_handlers
 
@@ -46,7 +47,7 @@ def run_speed(
     cluster = cluster_from_settings(settings)
     try:
         store = SpeedStore(cluster.connect(settings.cassandra_keyspace))
-        spark = session_from_settings(settings, "braid-speed")
+        spark = session_from_settings(settings, "braid-speed", extra_conf=delta_io.SPEED_SESSION_CONF)
         writer = MicroBatchWriter(config, default_contracts(), default_views(), store, log)
         job = SpeedJob(spark, config, writer, log)
         if handle_signals:
