@@ -15,18 +15,21 @@ import pytest
 
 from braid.settings import Settings, load_settings
 
+# BRAID_TEST_STACK=N runs a second test stack beside the first (ports shifted by 100 N, its own folder), so two
+# checkouts can run their suites on one machine at once.
+STACK = int(os.environ.get("BRAID_TEST_STACK", "0") or 0)
 TEST_PORTS = {
-    "BRAID_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
-    "BRAID_KAFKA_CONTROLLER_PORT": "19093",
-    "BRAID_CASSANDRA_PORT": "19042",
-    "BRAID_CASSANDRA_STORAGE_PORT": "17000",
+    "BRAID_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{19092 + 100 * STACK}",
+    "BRAID_KAFKA_CONTROLLER_PORT": str(19093 + 100 * STACK),
+    "BRAID_CASSANDRA_PORT": str(19042 + 100 * STACK),
+    "BRAID_CASSANDRA_STORAGE_PORT": str(17000 + 100 * STACK),
 }
 
 
 @pytest.fixture(scope="session")
 def braid_env() -> dict[str, str]:
     """The environment of the test stack; also exported so that `braid` subprocesses see the same settings."""
-    home = Path.home() / ".braid" / "test-stack"
+    home = Path.home() / ".braid" / ("test-stack" if not STACK else f"test-stack-{STACK}")
     jar_cache = os.environ.get("BRAID_JARS_DIR") or str(Path.home() / ".braid" / "jars")
     env = {
         **TEST_PORTS,

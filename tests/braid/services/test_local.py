@@ -57,8 +57,8 @@ def test_status_shows_address_pid_state_and_data_folder(services: Settings) -> N
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
     pids = {state.name: state.pid for state in local.status(services)}
-    assert lines["kafka"][1:] == ["127.0.0.1:19092", str(pids["kafka"]), "up", str(services.service_root / "kafka")]
-    assert lines["cassandra"][1:] == ["127.0.0.1:19042", str(pids["cassandra"]), "up", str(services.service_root / "cassandra")]
+    assert lines["kafka"][1:] == [services.kafka_bootstrap_servers[0], str(pids["kafka"]), "up", str(services.service_root / "kafka")]
+    assert lines["cassandra"][1:] == [f"{services.cassandra_contact_points[0]}:{services.cassandra_port}", str(pids["cassandra"]), "up", str(services.service_root / "cassandra")]
 
 
 def test_down_with_nothing_running_is_fine(other_stack) -> None:
