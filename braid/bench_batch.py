@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from datetime import UTC, datetime
@@ -201,9 +200,7 @@ def _duckdb_recompute(files_by_type: dict[str, list[str]], cutoff: int, threads:
 def bench_batch(settings, sizes: list[int], repeats: int, output: Path, log=print) -> dict[str, Any]:
     import shutil
 
-    import duckdb
-    import pyspark
-
+    from braid.bench_report import machine, versions
     from braid.jvm import ensure_jars
     from braid.spark import session_from_settings
 
@@ -250,8 +247,9 @@ def bench_batch(settings, sizes: list[int], repeats: int, output: Path, log=prin
     spark.stop()
     report = {
         "benchmark": "batch recompute: first copy of each event, every declared view, view tables written",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
-        "versions": {"pyspark": pyspark.__version__, "duckdb": duckdb.__version__, "spark_master": settings.spark_master, "shuffle_partitions": settings.spark_shuffle_partitions},
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {"spark_master": settings.spark_master, "shuffle_partitions": settings.spark_shuffle_partitions},
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "results": results,
     }

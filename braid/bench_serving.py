@@ -8,8 +8,6 @@ Needs `braid up`. The bench works in its own topic, keyspace and lake under `$BR
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import shutil
 import statistics
@@ -69,10 +67,49 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_serving(base_settings, clients: list[int], seconds: float, events: int, output: Path, log=print) -> dict[str, Any]:
+def _measure(base: str, kind: str, count: int, seconds: float, keys: list, view: str) -> dict[str, Any]:
+    """`count` clients sending `kind` queries back to back for `seconds`: throughput and latency percentiles."""
     import httpx
-    import pyspark
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while time.monotonic() < deadline:
+                if kind == "series":
+                    params = {"key": rng.choice(keys), "start": "-1h"}
+                    path = f"/v1/views/{view}/series"
+                else:
+                    params = {"n": 10, "start": "-1h"}
+                    path = f"/v1/views/{rng.choice(['page_views_by_url', 'payments_by_merchant'])}/top"
+                began = time.perf_counter()
+                response = http.get(path, params=params)
+                elapsed = time.perf_counter() - began
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+    return {
+        "requests": len(latencies),
+        "per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+    }
+
+
+def bench_serving(base_settings, clients: list[int], seconds: float, events: int, output: Path, log=print, repeats: int = 3) -> dict[str, Any]:
+    import httpx
     import uvicorn
+
+    from braid.bench_report import machine, versions
 
     from braid.settings import load_settings
     from serving.main import create_serving_app, open_queries
@@ -98,39 +135,12 @@ def bench_serving(base_settings, clients: list[int], seconds: float, events: int
         keys = [entry["key"] for entry in httpx.get(f"{base}/v1/views/{view}/top", params={"n": 200, "start": start}).json()["entries"]]
         for kind in ("series", "top"):
             for count in clients:
-                latencies: list[float] = []
-                lock = threading.Lock()
-                deadline = time.monotonic() + seconds
-
-                def client(seed: int) -> None:
-                    rng = random.Random(seed)
-                    with httpx.Client(base_url=base, timeout=30) as http:
-                        while time.monotonic() < deadline:
-                            if kind == "series":
-                                params = {"key": rng.choice(keys), "start": "-1h"}
-                                path = f"/v1/views/{view}/series"
-                            else:
-                                params = {"n": 10, "start": "-1h"}
-                                path = f"/v1/views/{rng.choice(['page_views_by_url', 'payments_by_merchant'])}/top"
-                            began = time.perf_counter()
-                            response = http.get(path, params=params)
-                            elapsed = time.perf_counter() - began
-                            response.raise_for_status()
-                            with lock:
-                                latencies.append(elapsed)
-
-                threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
-                for each in threads:
-                    each.start()
-                for each in threads:
-                    each.join()
-                result = {
+                runs = [_measure(base, kind, count, seconds, keys, view) for _ in range(repeats)]
+                result = {  # the median of the runs, figure by figure
                     "query": kind,
                     "clients": count,
-                    "requests": len(latencies),
-                    "per_second": round(len(latencies) / seconds, 1),
-                    "p50_ms": round(statistics.median(latencies) * 1000, 1),
-                    "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+                    **{name: statistics.median(run[name] for run in runs) for name in ("per_second", "p50_ms", "p99_ms")},
+                    "runs": runs,
                 }
                 log(f"bench: {kind} with {count} clients: {result['per_second']}/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
                 results.append(result)
@@ -138,8 +148,9 @@ def bench_serving(base_settings, clients: list[int], seconds: float, events: int
         thread.join(timeout=10)
     report = {
         "benchmark": "merged queries through the HTTP API (uvicorn, one process) against the local Cassandra node",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": {"pyspark": pyspark.__version__, "cassandra": "5.0.9 (one node, local)"},
+        "machine": machine(),
+        "versions": versions(),
+        "repeats": repeats,
         "data": {"events": events, "series": "one URL's 1-minute windows over the last hour", "top": "top 10 keys over the last hour"},
         "seconds_per_run": seconds,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
