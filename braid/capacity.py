@@ -147,7 +147,10 @@ def per_core_from_summary(path: Path) -> tuple[PerCore, str]:
     if missing:
         raise ValueError(f"capacity: {path} lacks a number for {', '.join(missing)}")
     figures = PerCore(*(float(summary[key]) for key in keys))
-    return figures, str(summary.get("machine", "unknown machine"))
+    machine = summary.get("machine", "unknown machine")
+    if isinstance(machine, dict):  # as `braid bench report` writes it
+        machine = f"{machine.get('cores', '?')} cores ({machine.get('cpu') or machine.get('platform', '')}), {machine.get('memory_gib', '?')} GiB"
+    return figures, str(machine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -269,22 +269,54 @@ def _speed_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_speed(args: argparse.Namespace) -> int:
+def _bench_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from braid.bench import bench_speed
+    from braid.bench_ingest import bench_ingest
+    from braid.services import local
 
-    rates = [int(rate) for rate in args.rates.split(",")]
-    report = bench_speed(rates, args.duration, Path(args.output))
-    for result in report["results"]:
-        fresh = result["freshness_ms"]
-        print(
-            f"bench: {result['rate_target']}/s target, produced at {result['producer_rate']}/s: processed {result['processed_rate']}/s, "
-            f"kept up {result['kept_up']}, batch {result['batch_duration_ms_median']} ms, freshness p50 {fresh['p50_of_batch_p50']} ms "
-            f"p95 {fresh['p95']} ms p99 {fresh['p99']} ms"
-        )
+    settings = load_settings()
+    local.up(settings)
+    report = bench_ingest(
+        settings, start_rate=args.start_rate, max_rate=args.max_rate, probe_seconds=args.probe_seconds,
+        sustain_seconds=args.sustain_seconds, repeats=args.repeats, producers=args.producers, output=Path(args.output),
+    )  # fmt: skip
+    held = report["sustained_rate"]
+    print(f"bench: highest sustained rate {held:,} events/s ({report['gap']}x short of the target)" if held else "bench: no rate was sustained")
     print(f"bench: written to {args.output}")
     return 0
+
+
+def _bench_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.bench_report import build
+
+    try:
+        built = build(Path(args.dir), Path(args.readme) if args.readme else None)
+    except FileNotFoundError as error:
+        raise BraidError(f"bench: {error}") from None
+    for chart in built["charts"]:
+        print(f"bench: chart {chart}")
+    print(f"bench: table {args.dir}/results.md{' (embedded in ' + args.readme + ')' if built['readme'] else ''}; per-core figures {args.dir}/summary.json")
+    return 0
+
+
+def _bench_all(args: argparse.Namespace) -> int:
+    """Every benchmark, then the report: about 2 hours on the 2-core machine (`--quick`: a few minutes, to try it)."""
+    quick = args.quick
+    out = args.dir
+    common = {"repeats": 1 if quick else args.repeats}
+    steps = [
+        argparse.Namespace(start_rate=1000 if quick else 2000, max_rate=2000 if quick else 200_000, probe_seconds=30 if quick else 90,
+                           sustain_seconds=30 if quick else 300, producers=2, output=f"{out}/ingest.json", **common),
+        argparse.Namespace(sizes="1000000" if quick else "1000000,10000000,100000000", output=f"{out}/batch.json", **common),
+        argparse.Namespace(clients="1,8" if quick else "1,8,32", seconds=5.0 if quick else 20.0, events=20_000 if quick else 60_000,
+                           output=f"{out}/serving.json", **common),
+    ]  # fmt: skip
+    for run, step in zip((_bench_ingest, _bench_batch, _bench_serving), steps):
+        run(step)
+    return _bench_report(argparse.Namespace(dir=out, readme=args.readme))
 
 
 def _batch_run(args: argparse.Namespace) -> int:
@@ -353,6 +385,12 @@ def _bench_batch(args: argparse.Namespace) -> int:
         )
     print(f"bench: written to {args.output}")
     return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from braid.capacity import main as capacity_main
+
+    return capacity_main(["--summary", args.summary])
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -432,8 +470,12 @@ def _bench_serving(args: argparse.Namespace) -> int:
 
     from braid.bench_serving import bench_serving
 
+    from braid.services import local
+
+    settings = load_settings()
+    local.up(settings)
     clients = [int(count) for count in args.clients.split(",")]
-    bench_serving(load_settings(), clients, args.seconds, args.events, Path(args.output))
+    bench_serving(settings, clients, args.seconds, args.events, Path(args.output), repeats=args.repeats)
     print(f"bench: written to {args.output}")
     return 0
 
@@ -492,13 +534,27 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_parser("stop", help="stop the background job gracefully").set_defaults(run=_speed_stop)
 
     bench = commands.add_parser("bench", help="benchmarks that write JSON").add_subparsers(dest="action", required=True)
-    bench_speed = bench.add_parser("speed", help="the rate the speed layer keeps up with, and its freshness")
-    bench_speed.add_argument("--rates", default="2000,5000,10000", help="events/s to try, comma-separated")
-    bench_speed.add_argument("--duration", type=float, default=120.0, help="seconds of production per rate")
-    bench_speed.add_argument("--output", default="bench/speed.json", help="the JSON report")
-    bench_speed.set_defaults(run=_bench_speed)
+    bench_ingest = bench.add_parser("ingest", help="the highest rate the whole path sustains, and its freshness (needs ~30 min)")
+    bench_ingest.add_argument("--start-rate", type=_positive, default=2000, help="events/s of the first probe; doubled until one fails")
+    bench_ingest.add_argument("--max-rate", type=_positive, default=200_000, help="stop doubling here")
+    bench_ingest.add_argument("--probe-seconds", type=float, default=90.0, help="seconds of production per probe")
+    bench_ingest.add_argument("--sustain-seconds", type=float, default=300.0, help="seconds the best rate must hold")
+    bench_ingest.add_argument("--repeats", type=_positive, default=3, help="runs per lower rate; medians are reported")
+    bench_ingest.add_argument("--producers", type=_positive, default=2, help="generator processes")
+    bench_ingest.add_argument("--output", default="bench/ingest.json", help="the JSON report")
+    bench_ingest.set_defaults(run=_bench_ingest)
+    bench_report = bench.add_parser("report", help="charts, the Markdown table and per-core figures from the JSON reports")
+    bench_report.add_argument("--dir", default="bench", help="where the JSON reports are; charts and tables go there too")
+    bench_report.add_argument("--readme", default="README.md", help="embed the table here, between the bench markers ('' for none)")
+    bench_report.set_defaults(run=_bench_report)
+    bench_all = bench.add_parser("all", help="every benchmark, then the report (about 2 hours; --quick: minutes)")
+    bench_all.add_argument("--quick", action="store_true", help="short runs, one repeat, 1 M events: to try the suite, not to quote")
+    bench_all.add_argument("--repeats", type=_positive, default=3, help="runs per measurement; medians are reported")
+    bench_all.add_argument("--dir", default="bench", help="where the reports, charts and tables go")
+    bench_all.add_argument("--readme", default="README.md", help="embed the table here ('' for none)")
+    bench_all.set_defaults(run=_bench_all)
     bench_batch = bench.add_parser("batch", help="batch recompute throughput, side by side with DuckDB over the same snapshot")
-    bench_batch.add_argument("--sizes", default="10000000", help="master dataset sizes in events, comma-separated")
+    bench_batch.add_argument("--sizes", default="1000000,10000000,100000000", help="master dataset sizes in events, comma-separated")
     bench_batch.add_argument("--repeats", type=_positive, default=3, help="runs per size; the median is reported")
     bench_batch.add_argument("--output", default="bench/batch.json", help="the JSON report")
     bench_batch.set_defaults(run=_bench_batch)
@@ -506,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serving.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     bench_serving.add_argument("--seconds", type=float, default=20.0, help="seconds per query kind and concurrency")
     bench_serving.add_argument("--events", type=_positive, default=60_000, help="events the bench's stream carries")
+    bench_serving.add_argument("--repeats", type=_positive, default=3, help="runs per query kind and concurrency; medians are reported")
     bench_serving.add_argument("--output", default="bench/serving.json", help="the JSON report")
     bench_serving.set_defaults(run=_bench_serving)
 
@@ -518,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch_run.add_argument("--run-id", default=None, help="continue this run's version if it has one (default: a new run)")
     batch_run.set_defaults(run=_batch_run)
     commands.add_parser("serve", help="serve the query API and the dashboard").set_defaults(run=_serve)
+    capacity = commands.add_parser("capacity", help="cluster sizes for 83k to 1M events/s from the benchmark's per-core figures")
+    capacity.add_argument("--summary", default="bench/summary.json", help="the benchmark summary `braid bench report` writes")
+    capacity.set_defaults(run=_capacity)
     demo = commands.add_parser("demo", help="the whole platform on local defaults, narrated, checked against the ground truth")
     demo.add_argument("--minutes", type=float, default=2.0, help="how long the generator streams")
     demo.add_argument("--rate", type=float, default=500.0, help="events per second the generator produces")
