@@ -95,7 +95,8 @@ def markdown(ingest, batch, serving) -> str:
     if source:
         m = source["machine"]
         cores = m.get("cores") or m.get("cpus")
-        lines.append(f"Measured on {m.get('cpu') or 'a'} machine, {cores} cores, {m.get('memory_gib', '?')} GiB ({m.get('platform', '')}).")
+        cpu = f", {m['cpu']}" if m.get("cpu") else ""
+        lines.append(f"Measured on a {cores}-core, {m.get('memory_gib', '?')} GiB machine{cpu} ({m.get('platform', '')}).")
         if source.get("versions"):
             lines.append("Versions: " + ", ".join(f"{name} {value}" for name, value in source["versions"].items()) + ".")
         lines.append("")
@@ -144,7 +145,8 @@ def markdown(ingest, batch, serving) -> str:
     if serving:
         lines += [
             "**Serving** (`bench/serving.json`, `bench/serving_latency.png`): merged queries through the HTTP API;"
-            f" {serving.get('seconds_per_run', '?')} s per run, medians of the runs.",
+            f" {serving.get('seconds_per_run', '?')} s per run, "
+            + (f"medians of {serving['repeats']} runs." if serving.get("repeats", 1) > 1 else "one run each."),
             "",
             "| query | clients | requests/s | p50 | p99 |",
             "| --- | ---: | ---: | ---: | ---: |",
