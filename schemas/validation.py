@@ -172,6 +172,8 @@ class Validator:
             event = _decode(raw)
         except msgspec.DecodeError as error:
             return None, Rejection("unparseable", str(error)[:200])
+        except RecursionError:  # msgspec's decoder recurses per level: a 2 KB record of '[' would escape as a crash
+            return None, Rejection("unparseable", "nested too deeply")
         rejection = self.check(event, now)
         return (None, rejection) if rejection else (event, None)
 

@@ -116,6 +116,8 @@ def test_bad_events_are_rejected_with_their_reason(validator: Validator, case: s
         (b"[1, 2, 3]", "not_an_object"),
         (b'"just a string"', "not_an_object"),
         (b"null", "not_an_object"),
+        (b"[" * 5000 + b"]" * 5000, "unparseable"),  # nested deeper than the decoder recurses: a rejection, not a crash
+        (b'{"payload":' * 5000 + b"1" + b"}" * 5000, "unparseable"),
         (json.dumps(_with(PAYMENT, "source", "s" * 70_000)).encode(), "oversized"),
     ],
 )
