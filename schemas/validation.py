@@ -33,7 +33,7 @@ REASONS = (
     "unknown_event_type", "unknown_schema_version", "invalid_value", "absurd_time",
 )  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
-_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # fullmatch: Python's `$` would let a trailing newline through
 _decode = msgspec.json.Decoder().decode
 
 
@@ -69,6 +69,29 @@ def parse_event_time(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def json_schema_pattern(pattern: str) -> re.Pattern[str]:
+    r"""A contract's `pattern` compiled with JSON Schema's (ECMA-262) meaning, as far as Braid's patterns go.
+
+    ECMA-262's `$` matches only at the end of the text; Python's also matches before a final newline, so "DE\n" would
+    pass `^[A-Z]{2}$`. An unescaped `$` outside a character class becomes `\Z`. ECMA-262's `\d` and `\w` are
+    ASCII-only, hence re.ASCII.
+    """
+    translated, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        translated.append(char)
+    return re.compile("".join(translated), re.ASCII)
+
+
 def _type_ok(value: Any, kind: str) -> bool:
     if kind == "string":
         return isinstance(value, str)
@@ -84,7 +107,7 @@ def _type_ok(value: Any, kind: str) -> bool:
 def _field_check(spec: FieldSpec) -> Callable[[Any], Rejection | None]:
     """One compiled check for a present, non-null payload field."""
     where = f"payload.{spec.name}"
-    pattern = re.compile(spec.pattern) if spec.pattern else None
+    pattern = json_schema_pattern(spec.pattern) if spec.pattern else None
     enum = frozenset(spec.enum) if spec.enum is not None else None
 
     def check(value: Any) -> Rejection | None:
@@ -193,7 +216,7 @@ class Validator:
         if len(event) > 6:
             extra = sorted(set(event) - {"event_id", "event_type", "schema_version", "event_time", "source", "payload"})
             return Rejection("unexpected_field", str(extra[0])[:64])
-        if not _EVENT_ID.match(event["event_id"]):
+        if not _EVENT_ID.fullmatch(event["event_id"]):
             return Rejection("invalid_value", "event_id must be 1 to 64 of A-Z a-z 0-9 _ . : -")
         if not 1 <= len(event["source"]) <= 64:
             return Rejection("invalid_value", "source must be 1 to 64 characters")
