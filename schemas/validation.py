@@ -52,21 +52,25 @@ class InvalidEvent(ValueError):
         self.rejection = rejection
 
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})")
+_MAX_OFFSET = timedelta(hours=18)  # java.time.ZoneOffset's range: Spark reads no timestamp with a larger offset
 
 
 def parse_event_time(text: str) -> datetime | None:
-    """RFC 3339 with an offset (`Z` or `+hh:mm`), at most microseconds; None when it is not one.
+    """RFC 3339 with an offset (`Z` or `+hh:mm`, at most 18 hours), at most microseconds; None when it is not one.
 
-    Deliberately strict: the speed layer turns the same text into a Spark timestamp, and both must agree.
+    Deliberately strict: the speed layer turns the same text into a Spark timestamp, and both must agree. RFC 3339
+    allows offsets up to 23:59, Java (so Spark) only up to 18:00: a valid event whose time Spark cannot read would
+    fail the speed layer's micro-batch on the master dataset's non-null event_time.
     """
-    if not isinstance(text, str) or not _RFC3339.match(text):
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    offset = parsed.utcoffset()
+    return parsed if offset is not None and abs(offset) <= _MAX_OFFSET else None
 
 
 def json_schema_pattern(pattern: str) -> re.Pattern[str]:

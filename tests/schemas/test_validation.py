@@ -55,7 +55,7 @@ def _with(base: dict, path: str, value=..., drop: bool = False) -> dict:
     return event
 
 
-@pytest.mark.parametrize("event", [PAYMENT, PAGE_VIEW_V2, _with(PAYMENT, "payload.method", drop=True), _with(PAYMENT, "payload.method", None)])
+@pytest.mark.parametrize("event", [PAYMENT, PAGE_VIEW_V2, _with(PAYMENT, "event_time", "2026-11-25T05:59:00+18:00"), _with(PAYMENT, "payload.method", drop=True), _with(PAYMENT, "payload.method", None)])
 def test_valid_events_pass_and_the_json_schema_library_agrees(validator: Validator, event: dict) -> None:
     assert validator.check(event, NOW) is None
     assert validator.check_bytes(json.dumps(event).encode(), NOW) == (event, None)
@@ -75,6 +75,8 @@ CASES = [
     ("payload as a list", _with(PAYMENT, "payload", [1]), "wrong_type", "payload must be an object"),
     ("time without zone", _with(PAYMENT, "event_time", "2026-11-24T11:59:30"), "wrong_type", "event_time must be an RFC 3339"),
     ("time as garbage", _with(PAYMENT, "event_time", "yesterday"), "wrong_type", "event_time must be an RFC 3339"),
+    ("offset beyond 18 hours", _with(PAYMENT, "event_time", "2026-11-24T23:59:00+23:59"), "wrong_type", "event_time must be an RFC 3339"),
+    ("newline after time", _with(PAYMENT, "event_time", "2026-11-24T11:59:30Z\n"), "wrong_type", "event_time must be an RFC 3339"),
     ("extra payload field", _with(PAYMENT, "payload.coupon", "X"), "unexpected_field", "payload.coupon"),
     ("extra envelope field", _with(PAYMENT, "trace", "t"), "unexpected_field", "trace"),
     ("v2 field in v1", _with(PAGE_VIEW_V2, "schema_version", 1), "unexpected_field", "payload.attributes"),
