@@ -3,7 +3,8 @@
 Each event is checked against its contract. Accepted events are in Kafka (acknowledged by acks=all) before the answer
 returns. The answer lists every event's fate: 200 when all were accepted, 422 when some were rejected (each with its
 reason; the accepted ones *were* written and a resend is harmless, views count an event_id once), 400 for a body that
-is not a batch of events, 413 for a batch over the limit, 503 when Kafka did not acknowledge.
+is not a batch of events, 413 for a batch over the limit, 503 when Kafka did not acknowledge. A 400 or 413 for a body
+that fails as a whole as an event would (not UTF-8, not JSON, too large) carries that quarantine reason as well.
 """
 
 from __future__ import annotations
@@ -73,11 +74,17 @@ def create_app(
     async def ingest(request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > max_batch * max_event_bytes:
-            return _error(413, f"body of {len(body)} bytes is larger than {max_batch} events of {max_event_bytes} bytes")
+            return _error(413, f"body of {len(body)} bytes is larger than {max_batch} events of {max_event_bytes} bytes", "oversized")
+        try:
+            body.decode("utf-8")  # msgspec checks only inside strings, and then raises UnicodeDecodeError
+        except UnicodeDecodeError as error:
+            return _error(400, f"body is not UTF-8: invalid byte at position {error.start}", "not_utf8")
         try:
             decoded = msgspec.json.decode(body)
         except msgspec.DecodeError as error:
-            return _error(400, f"body is not JSON: {error}")
+            return _error(400, f"body is not JSON: {error}", "unparseable")
+        except RecursionError:  # the decoder recurses per nesting level
+            return _error(400, "body is not JSON: nested too deeply", "unparseable")
         events = decoded.get("events") if isinstance(decoded, dict) else decoded
         if not isinstance(events, list):
             return _error(400, 'body must be a JSON array of events or {"events": [...]}')
@@ -90,5 +97,6 @@ def create_app(
     return app
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+def _error(status: int, error: str, reason: str | None = None) -> JSONResponse:
+    """`reason` is the quarantine reason when the whole body fails as a single event would (schemas.validation)."""
+    return JSONResponse({"error": error} if reason is None else {"error": error, "reason": reason}, status_code=status)
