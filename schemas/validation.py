@@ -187,10 +187,17 @@ class Validator:
     def contract_for(self, event: dict[str, Any]) -> Contract:
         return self._compiled[event["event_type"]][event["schema_version"]].contract
 
+    def check_size(self, size: int) -> Rejection | None:
+        """None when a record of `size` bytes is within rules.toml's max_event_bytes, else why not."""
+        if size > self._rules.max_event_bytes:
+            return Rejection("oversized", f"{size} bytes, at most {self._rules.max_event_bytes}")
+        return None
+
     def check_bytes(self, raw: bytes, now: datetime) -> tuple[dict[str, Any] | None, Rejection | None]:
         """(event, None) when `raw` is a valid event, else (None, why)."""
-        if len(raw) > self._rules.max_event_bytes:
-            return None, Rejection("oversized", f"{len(raw)} bytes, at most {self._rules.max_event_bytes}")
+        rejection = self.check_size(len(raw))
+        if rejection is not None:
+            return None, rejection
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as error:
