@@ -55,15 +55,41 @@ def open_cluster(
     )
 
 
-def cluster_from_settings(settings: Settings, *, connect_timeout: float = 10.0) -> Cluster:
-    password = settings.cassandra_password.get_secret_value() if settings.cassandra_password else None
+def cluster_from_settings(settings: Settings, *, reader: bool = False, connect_timeout: float = 10.0) -> Cluster:
+    """A cluster signed in as the owner role, or with `reader` as the reader role when one is configured (the serving
+    layer: it may only SELECT the serving tables)."""
+    username, password = settings.cassandra_username, settings.cassandra_password
+    if reader and settings.cassandra_reader_username is not None:
+        username, password = settings.cassandra_reader_username, settings.cassandra_reader_password
     return open_cluster(
         settings.cassandra_contact_points,
         settings.cassandra_port,
         local_datacenter=settings.cassandra_local_datacenter,
-        username=settings.cassandra_username,
-        password=password,
+        username=username,
+        password=password.get_secret_value() if password is not None else None,
         connect_timeout=connect_timeout,
+    )
+
+
+def authentication_failure(error: BaseException) -> str | None:
+    """One line for a connection every node refused for its credentials (the driver's NoHostAvailable holds one
+    AuthenticationFailed per node); None for any other error. The server's reason names the role, never the password."""
+    import re
+
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    if not isinstance(error, NoHostAvailable) or not error.errors:
+        return None
+    causes = list(error.errors.values())
+    if not all(isinstance(cause, AuthenticationFailed) for cause in causes):
+        return None
+    nodes = ", ".join(str(node) for node in error.errors)
+    reason = re.search(r'message="([^"]*)"', str(causes[0]))
+    detail = reason[1] if reason else str(causes[0]).split(": ", 1)[-1]
+    return (
+        f"cassandra: {nodes} refused the credentials ({detail}); check BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_PASSWORD "
+        f"(the serving layer uses BRAID_CASSANDRA_READER_USERNAME and BRAID_CASSANDRA_READER_PASSWORD when set)"
     )
 
 
@@ -88,6 +114,10 @@ def probe_query(contact_points: list[str], port: int, local_datacenter: str, use
         )
         try:
             cluster.connect().execute(query)
+        except Exception as error:
+            if username is None and authentication_failure(error):
+                return  # a node that asks for credentials is up and answering
+            raise
         finally:
             cluster.shutdown()
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from braid.auth import Access, ApiTokens, Refused, refusal_response, requirement
 from braid.producer import EventProducer
 from schemas.validation import Rejection, Validator
 
@@ -30,9 +31,11 @@ def create_app(
     *,
     max_batch: int,
     max_event_bytes: int,
+    tokens: ApiTokens = ApiTokens(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     app = FastAPI(title="Braid ingest", version="1", description=__doc__)
+    app.add_exception_handler(Refused, refusal_response)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -70,7 +73,7 @@ def create_app(
         code = 503 if counts["failed"] else 422 if counts["rejected"] else 200
         return JSONResponse({**counts, "results": results}, status_code=code)
 
-    @app.post("/v1/events")
+    @app.post("/v1/events", dependencies=[Depends(requirement(tokens, Access.WRITE))])
     async def ingest(request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > max_batch * max_event_bytes:

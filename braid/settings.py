@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = ["127.0.0.1:9092"]
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = "1g"
+    # SASL authentication with Kafka, for every client (producers, admin, consumers, Spark's Kafka source). With
+    # SASL_PLAINTEXT the local broker (`braid up`) accepts only authenticated clients, with these credentials.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
 
     events_topic: str = "braid.events"
     dead_letter_topic: str = "braid.events.dead_letter"
@@ -71,8 +77,17 @@ class Settings(BaseSettings):
     cassandra_replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
     cassandra_replication_factor: int = Field(default=1, ge=1, le=9)
     cassandra_local_datacenter: str = "datacenter1"
+    # Credentials of this process: the owner role (migrations, speed and batch layers), and the reader role the serving
+    # layer uses when set (it may only SELECT the serving tables).
     cassandra_username: str | None = None
     cassandra_password: SecretStr | None = None
+    cassandra_reader_username: str | None = None
+    cassandra_reader_password: SecretStr | None = None
+    # Password authentication of the local Cassandra (`braid up`): PasswordAuthenticator and CassandraAuthorizer, an
+    # admin role in place of the well-known default superuser, and the owner and reader roles above, created by it.
+    cassandra_auth: bool = False
+    cassandra_admin_username: str = "braid_admin"
+    cassandra_admin_password: SecretStr | None = None
     cassandra_heap: str = "2g"
     # LOCAL_QUORUM is one node locally and a majority of replicas in a cluster: reads see every acknowledged write.
     cassandra_write_consistency: Literal["ONE", "LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "EACH_QUORUM", "ALL"] = "LOCAL_QUORUM"
@@ -92,7 +107,10 @@ class Settings(BaseSettings):
     # The serving API and dashboard.
     serving_host: str = "127.0.0.1"
     serving_port: int = Field(default=8080, ge=1, le=65535)
-    serving_token: SecretStr | None = None  # when set, /v1 and /metrics need "Authorization: Bearer <token>"
+    # Bearer tokens of the HTTP APIs; with neither set, both APIs are open. A read token may query (serving /v1 and
+    # /metrics); the write token may also send events (ingest POST /v1/events).
+    api_read_token: SecretStr | None = None
+    api_write_token: SecretStr | None = None
     serving_max_windows: int = Field(default=10_080, ge=1, le=1_000_000)  # windows one query may span
     serving_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)  # the dashboard's refresh period
 
@@ -214,13 +232,65 @@ class Settings(BaseSettings):
             raise ValueError(f"{str(value)!r} has no bin/java")
         return value
 
+    @field_validator("kafka_username")
+    @classmethod
+    def _check_kafka_username(cls, value: str | None) -> str | None:
+        # The name becomes a key of the local broker's JAAS options (user_<name>): plain characters only.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", value):
+            raise ValueError(f"{value!r} is not a Kafka user name (letters, digits, . _ -; 128 at most)")
+        return value
+
+    @field_validator("api_read_token", "api_write_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # A bearer token as RFC 6750 spells one (e.g. secrets.token_urlsafe(32)), long enough not to be guessed.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9\-._~+/]{24,4096}=*", value.get_secret_value()):
+            raise ValueError("expected at least 24 characters from A-Z a-z 0-9 - . _ ~ + / (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
+
+    @field_validator("kafka_password", "cassandra_password", "cassandra_reader_password", "cassandra_admin_password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (not value.get_secret_value() or any(ord(c) < 32 or ord(c) == 127 for c in value.get_secret_value())):
+            raise ValueError("expected a non-empty password without control characters (newlines, tabs)")
+        return value
+
     @model_validator(mode="after")
     def _check_credentials(self) -> Settings:
-        if (self.cassandra_username is None) != (self.cassandra_password is None):
-            raise ValueError("BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_PASSWORD must be set together")
-        if (self.s3_access_key is None) != (self.s3_secret_key is None):
-            raise ValueError("BRAID_S3_ACCESS_KEY and BRAID_S3_SECRET_KEY must be set together")
+        pairs = (
+            ("CASSANDRA_USERNAME", self.cassandra_username, "CASSANDRA_PASSWORD", self.cassandra_password),
+            ("CASSANDRA_READER_USERNAME", self.cassandra_reader_username, "CASSANDRA_READER_PASSWORD", self.cassandra_reader_password),
+            ("KAFKA_USERNAME", self.kafka_username, "KAFKA_PASSWORD", self.kafka_password),
+            ("S3_ACCESS_KEY", self.s3_access_key, "S3_SECRET_KEY", self.s3_secret_key),
+        )
+        for name, value, secret_name, secret in pairs:
+            if (value is None) != (secret is None):
+                raise ValueError(f"BRAID_{name} and BRAID_{secret_name} must be set together")
+        if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_username is None:
+            raise ValueError("BRAID_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs BRAID_KAFKA_USERNAME and BRAID_KAFKA_PASSWORD")
+        if self.kafka_security_protocol == "PLAINTEXT" and self.kafka_username is not None:
+            raise ValueError("BRAID_KAFKA_USERNAME is set but BRAID_KAFKA_SECURITY_PROTOCOL is PLAINTEXT: set it to SASL_PLAINTEXT to use it")
+        if self.api_read_token is not None and self.api_read_token == self.api_write_token:
+            raise ValueError("BRAID_API_READ_TOKEN and BRAID_API_WRITE_TOKEN must differ, or the read token could write")
+        if self.cassandra_auth:
+            self._check_cassandra_roles()
         return self
+
+    def _check_cassandra_roles(self) -> None:
+        needed = {
+            "BRAID_CASSANDRA_ADMIN_PASSWORD": self.cassandra_admin_password,
+            "BRAID_CASSANDRA_USERNAME": self.cassandra_username,
+            "BRAID_CASSANDRA_READER_USERNAME": self.cassandra_reader_username,
+        }
+        missing = [name for name, value in needed.items() if value is None]
+        if missing:
+            raise ValueError(f"BRAID_CASSANDRA_AUTH=true needs {', '.join(missing)} (with their passwords); none has a default")
+        roles = [self.cassandra_admin_username, self.cassandra_username, self.cassandra_reader_username]
+        if len(set(roles)) != 3 or "cassandra" in roles:
+            raise ValueError(
+                f"BRAID_CASSANDRA_ADMIN_USERNAME, BRAID_CASSANDRA_USERNAME and BRAID_CASSANDRA_READER_USERNAME must be three "
+                f"different roles, none of them 'cassandra' (the default superuser, disabled); got {roles}"
+            )
 
     # Derived locations: one place decides where each kind of state lives.
     @property
@@ -288,9 +358,16 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+# Settings that were renamed: the old name is refused with the new one, rather than ignored.
+RENAMED = {"serving_token": "BRAID_API_READ_TOKEN (read access; BRAID_API_WRITE_TOKEN gives write access too)"}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning a validation failure into one message per bad setting, each named as a variable."""
     known = {f"BRAID_{name.upper()}" for name in Settings.model_fields} | {SETTINGS_FILE_VARIABLE}
+    for old, new in RENAMED.items():
+        if f"BRAID_{old.upper()}" in os.environ:
+            raise SettingsError(f"BRAID_{old.upper()}: renamed {new}")
     unknown = sorted(name for name in os.environ if name.startswith("BRAID_") and name not in known)
     if unknown:
         # A misspelt variable would otherwise be ignored and its default used silently.
@@ -303,6 +380,8 @@ def load_settings(**overrides: Any) -> Settings:
             name = str(item["loc"][0]) if item["loc"] else ""
             where = f"BRAID_{name.upper()}" if name else "settings"
             message = str(item["msg"]).removeprefix("Value error, ")
+            if name in RENAMED:
+                message = f"renamed {RENAMED[name]}"
             given = item.get("input")
             secret = any(word in name for word in ("password", "secret", "token"))
             shown = "" if secret or isinstance(given, dict) or given is None or repr(given) in message else f" (got {given!r})"

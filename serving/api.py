@@ -10,12 +10,12 @@ and the dashboard page itself.
     GET /                                          the dashboard
 
 Times are ISO 8601 (`2026-11-24T10:00:00Z`) or relative to now (`-15m`, `-2h`, `-1d`); `end` defaults to now and
-`start` to an hour before `end`. With a token configured, /v1 and /metrics need `Authorization: Bearer <token>`.
+`start` to an hour before `end`. With API tokens configured (braid.auth), /v1 and /metrics need
+`Authorization: Bearer <token>` with the read or the write token; every path here only reads.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Callable
@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from braid.auth import Access, ApiTokens, Refused, refusal_response, requirement
 from serving.metrics import LatencyHistogram, pipeline_metrics
 from serving.queries import QueryError, Queries
 
@@ -62,7 +63,7 @@ def _json(value: Any) -> Any:
 def create_app(
     queries: Queries,
     *,
-    token: str | None,
+    tokens: ApiTokens,
     pipeline: Callable[[], dict[str, Any]],
     refresh_seconds: float = 5.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -71,21 +72,13 @@ def create_app(
     app = FastAPI(title="Braid serving", version="1", description=__doc__)
     latency = LatencyHistogram()
 
-    def authorized(request: Request) -> None:
-        if token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise _Unauthorized()
+    authorized = requirement(tokens, Access.READ)
 
     @app.exception_handler(QueryError)
     async def _bad_query(request: Request, error: QueryError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
 
-    @app.exception_handler(_Unauthorized)
-    async def _unauthorized(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    app.add_exception_handler(Refused, refusal_response)
 
     @app.exception_handler(Exception)
     async def _unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -155,10 +148,6 @@ def create_app(
         return HTMLResponse(page)
 
     return app
-
-
-class _Unauthorized(Exception):
-    pass
 
 
 def _unavailable_reason(error: Exception) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from braid.auth import ApiTokens
 from braid.cassandra import cluster_from_settings
 from braid.settings import Settings
 from schemas.contracts import rules
@@ -19,7 +20,7 @@ from serving.store import ServingStore
 
 @contextmanager
 def open_queries(settings: Settings) -> Iterator[Queries]:
-    cluster = cluster_from_settings(settings)
+    cluster = cluster_from_settings(settings, reader=True)  # the reader role, when one is configured: SELECT only
     try:
         store = ServingStore(cluster.connect(settings.cassandra_keyspace), settings.cassandra_read_consistency)
         yield Queries(store, default_views(), rules(), max_windows=settings.serving_max_windows)
@@ -32,9 +33,8 @@ def create_serving_app(settings: Settings, queries: Queries):
     from serving.metrics import pipeline_status
 
     bucket = rules().handoff_bucket_seconds
-    token = settings.serving_token.get_secret_value() if settings.serving_token else None
     return create_app(
-        queries, token=token, pipeline=lambda: pipeline_status(queries.store, bucket), refresh_seconds=settings.serving_refresh_seconds
+        queries, tokens=ApiTokens.from_settings(settings), pipeline=lambda: pipeline_status(queries.store, bucket), refresh_seconds=settings.serving_refresh_seconds
     )
 
 

@@ -18,6 +18,12 @@ from braid.cassandra import Pointer, as_utc
 
 PIPELINE = "views"
 _RETRIES = 2
+# Every table a statement below reads: the reader role of a password-protected Cassandra may SELECT these and nothing
+# else (braid.cassandra_roles.grant_reads; a test checks the list against the statements).
+READ_TABLES = (
+    "batch_pointer", "batch_versions", "batch_view_windows", "batch_views",
+    "pipeline_progress", "speed_batches", "speed_view_buckets", "speed_views",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

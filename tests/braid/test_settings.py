@@ -99,7 +99,7 @@ def test_object_storage_credentials_go_together_and_a_bad_secret_is_never_shown(
     with pytest.raises(SettingsError, match="BRAID_S3_ACCESS_KEY and BRAID_S3_SECRET_KEY must be set together"):
         load_settings()
     file = tmp_path / "settings.toml"
-    file.write_text("s3_secret_key = 918273645\nserving_token = 564738291\n")  # numbers, not strings: refused
+    file.write_text("s3_secret_key = 918273645\napi_read_token = 564738291\n")  # numbers, not strings: refused
     env.setenv("BRAID_SETTINGS_FILE", str(file))
     with pytest.raises(SettingsError, match="BRAID_S3_SECRET_KEY: Input should be a valid string") as refused:
         load_settings()
@@ -118,3 +118,75 @@ def test_cluster_settings_fail_fast(env: pytest.MonkeyPatch, variable: str, valu
     env.setenv(variable, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+# -- security settings --------------------------------------------------------------------------------------------
+
+SECURE = {
+    "BRAID_API_READ_TOKEN": "read-token-0123456789abcdefghij",
+    "BRAID_API_WRITE_TOKEN": "write-token-0123456789abcdefghij",
+    "BRAID_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "BRAID_KAFKA_USERNAME": "braid",
+    "BRAID_KAFKA_PASSWORD": "kafka-pass-3141",
+    "BRAID_CASSANDRA_AUTH": "true",
+    "BRAID_CASSANDRA_ADMIN_PASSWORD": "admin-pass-2718",
+    "BRAID_CASSANDRA_USERNAME": "braid_owner",
+    "BRAID_CASSANDRA_PASSWORD": "owner-pass-1618",
+    "BRAID_CASSANDRA_READER_USERNAME": "braid_reader",
+    "BRAID_CASSANDRA_READER_PASSWORD": "reader-pass-1414",
+}
+SECRETS = [value for name, value in SECURE.items() if "PASSWORD" in name or "TOKEN" in name]
+
+
+def test_security_settings_load_and_no_secret_is_in_the_repr(env: pytest.MonkeyPatch) -> None:
+    for name, value in SECURE.items():
+        env.setenv(name, value)
+    settings = load_settings()
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism, settings.kafka_username) == ("SASL_PLAINTEXT", "SCRAM-SHA-512", "braid")
+    assert settings.cassandra_auth and settings.cassandra_admin_username == "braid_admin"
+    assert settings.api_write_token is not None and settings.api_write_token.get_secret_value() == SECURE["BRAID_API_WRITE_TOKEN"]
+    shown = repr(settings) + str(settings) + repr(settings.model_dump())
+    assert [secret for secret in SECRETS if secret in shown] == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"BRAID_KAFKA_USERNAME": None, "BRAID_KAFKA_PASSWORD": None}, "BRAID_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs BRAID_KAFKA_USERNAME and BRAID_KAFKA_PASSWORD"),
+        ({"BRAID_KAFKA_PASSWORD": None}, "BRAID_KAFKA_USERNAME and BRAID_KAFKA_PASSWORD must be set together"),
+        ({"BRAID_KAFKA_SECURITY_PROTOCOL": None}, "BRAID_KAFKA_USERNAME is set but BRAID_KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+        ({"BRAID_KAFKA_SECURITY_PROTOCOL": "SSL"}, "BRAID_KAFKA_SECURITY_PROTOCOL: Input should be 'PLAINTEXT' or 'SASL_PLAINTEXT'"),
+        ({"BRAID_KAFKA_SASL_MECHANISM": "GSSAPI"}, "BRAID_KAFKA_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'"),
+        ({"BRAID_KAFKA_USERNAME": "braid user"}, "BRAID_KAFKA_USERNAME: 'braid user' is not a Kafka user name"),
+        ({"BRAID_CASSANDRA_ADMIN_PASSWORD": None}, "BRAID_CASSANDRA_AUTH=true needs BRAID_CASSANDRA_ADMIN_PASSWORD .*none has a default"),
+        (
+            {"BRAID_CASSANDRA_READER_USERNAME": None, "BRAID_CASSANDRA_READER_PASSWORD": None},
+            "BRAID_CASSANDRA_AUTH=true needs BRAID_CASSANDRA_READER_USERNAME",
+        ),
+        ({"BRAID_CASSANDRA_READER_USERNAME": "braid_owner"}, r"must be three different roles.*\['braid_admin', 'braid_owner', 'braid_owner'\]"),
+        ({"BRAID_CASSANDRA_ADMIN_USERNAME": "cassandra"}, "none of them 'cassandra'"),
+        ({"BRAID_API_WRITE_TOKEN": SECURE["BRAID_API_READ_TOKEN"]}, "BRAID_API_READ_TOKEN and BRAID_API_WRITE_TOKEN must differ"),
+        ({"BRAID_API_READ_TOKEN": "short-token-9"}, "BRAID_API_READ_TOKEN: expected at least 24 characters"),
+        ({"BRAID_API_WRITE_TOKEN": "has spaces in it but it is long"}, "BRAID_API_WRITE_TOKEN: expected at least 24 characters"),
+        ({"BRAID_KAFKA_PASSWORD": "two\nlines-of-password"}, "BRAID_KAFKA_PASSWORD: expected a non-empty password without control characters"),
+        ({"BRAID_SERVING_TOKEN": "old-name-token-0123456789abc"}, "BRAID_SERVING_TOKEN: renamed BRAID_API_READ_TOKEN"),
+    ],
+)
+def test_bad_security_settings_fail_fast_and_never_echo_a_secret(env: pytest.MonkeyPatch, changes: dict, message: str) -> None:
+    values = {**SECURE, **changes}
+    for name, value in values.items():
+        if value is not None:
+            env.setenv(name, value)
+    with pytest.raises(SettingsError, match=message) as refused:
+        load_settings()
+    offered = [value for name, value in values.items() if value and ("PASSWORD" in name or "TOKEN" in name)]
+    assert [secret for secret in offered if secret in str(refused.value)] == []
+
+
+def test_the_old_token_name_in_a_settings_file_is_refused_with_the_new_one(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file = tmp_path / "settings.toml"
+    file.write_text('serving_token = "old-name-token-0123456789abc"\n')
+    env.setenv("BRAID_SETTINGS_FILE", str(file))
+    with pytest.raises(SettingsError, match="BRAID_SERVING_TOKEN: renamed BRAID_API_READ_TOKEN") as refused:
+        load_settings()
+    assert "old-name-token" not in str(refused.value)

@@ -163,7 +163,7 @@ def test_a_bad_setting_value_in_a_service_would_be_caught(monkeypatch: pytest.Mo
 
 def test_secrets_come_only_from_variables_without_defaults() -> None:
     secret_names = _secret_settings() | {"MINIO_ROOT_PASSWORD", "AIRFLOW_POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"}
-    assert {"BRAID_S3_SECRET_KEY", "BRAID_SERVING_TOKEN", "BRAID_CASSANDRA_PASSWORD"} <= secret_names
+    assert {"BRAID_S3_SECRET_KEY", "BRAID_API_READ_TOKEN", "BRAID_API_WRITE_TOKEN", "BRAID_CASSANDRA_PASSWORD"} <= secret_names
     for service_name, service in COMPOSE["services"].items():
         for variable, value in environment(service).items():
             found = interpolations(value)

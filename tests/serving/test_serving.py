@@ -239,12 +239,14 @@ def test_token_authentication(scene: Scene) -> None:
 
     from braid.settings import load_settings
 
-    settings = load_settings(**scene.stream.overrides, serving_token="s3cret-token")
+    read, write = "read-token-0123456789abcdef", "write-token-0123456789abcdef"
+    settings = load_settings(**scene.stream.overrides, api_read_token=read, api_write_token=write)
     with open_queries(settings) as queries, TestClient(create_serving_app(settings, queries)) as secured:
         assert secured.get("/v1/views").status_code == 401
         assert secured.get("/v1/views", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert secured.get("/metrics").status_code == 401
-        assert secured.get("/v1/views", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert secured.get("/v1/views", headers={"Authorization": f"Bearer {read}"}).status_code == 200
+        assert secured.get("/metrics", headers={"Authorization": f"Bearer {write}"}).status_code == 200  # write includes read
         assert secured.get("/health").status_code == 200  # for load balancers: no token
 
 
