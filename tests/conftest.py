@@ -12,8 +12,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from braid.settings import Settings, load_settings
+
+# Property tests (hypothesis): a modest number of examples, the same ones on every run (derandomized, no example
+# database), so the suite stays fast and a failure reproduces. HYPOTHESIS_PROFILE=thorough tries many more.
+hypothesis_settings.register_profile("braid", max_examples=60, stateful_step_count=25, derandomize=True, database=None, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("thorough", hypothesis_settings.get_profile("braid"), max_examples=2000, stateful_step_count=50)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "braid"))
 
 # BRAID_TEST_STACK=N runs a second test stack beside the first (ports shifted by 100 N, its own folder), so two
 # checkouts can run their suites on one machine at once.
