@@ -198,7 +198,8 @@ def corpus(now: datetime, tag: str = "c") -> list[Case]:
     add("six days late", payment() | {"event_time": rfc3339(now - timedelta(days=6))}, VALID)
     add("a minute ahead", payment() | {"event_time": rfc3339(now + timedelta(minutes=1))}, VALID)
     add("offset +14:00", payment() | {"event_time": (now - timedelta(minutes=2)).astimezone(_tz(14)).isoformat()}, VALID)
-    add("offset -12:00, microseconds", payment() | {"event_time": (now - timedelta(minutes=2)).astimezone(_tz(-12)).isoformat(timespec="microseconds")}, VALID)
+    west = (now - timedelta(minutes=2)).astimezone(_tz(-12)).isoformat(timespec="microseconds")
+    add("offset -12:00, microseconds", payment() | {"event_time": west}, VALID)
     add("offset +18:00, the largest Spark reads", payment() | {"event_time": (now - timedelta(minutes=2)).astimezone(_tz(18)).isoformat()}, VALID)
     amount = registry["payment"][1].field("amount")
     add("amount at its minimum", payment(amount=amount.minimum), VALID)
@@ -233,7 +234,8 @@ def corpus(now: datetime, tag: str = "c") -> list[Case]:
     add("lone surrogate escape", whole.replace(b'"source":"corpus"', b'"source":"\\ud800"'), "unparseable")
     add("raw newline inside a string", whole.replace(b'"source":"corpus"', b'"source":"cor\npus"'), "unparseable")
     add("nested 5000 deep (under 11 KB)", b"[" * 5000 + b"]" * 5000, "unparseable")
-    add("nested 5000 deep inside the payload", whole.replace(b'"payload":', b'"payload":' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b',"x":', 1), "unparseable")
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    add("nested 5000 deep inside the payload", whole.replace(b'"payload":', b'"payload":' + deep + b',"x":', 1), "unparseable")
 
     # -- not UTF-8 --------------------------------------------------------------------------------------------------
     add("UTF-16", json.dumps(payment()).encode("utf-16"), "not_utf8")
@@ -334,7 +336,8 @@ def corpus(now: datetime, tag: str = "c") -> list[Case]:
     add("one byte over max_event_bytes", _padded_to(page_view(), limit + 1), "oversized")
     add("a 70 KB source", payment() | {"source": "s" * 70_000}, "oversized")
     add("a 512 KB url (huge payload)", page_view(url="https://shop.example/" + "p" * 512 * 1024), "oversized")
-    add("32 attributes of 1024 NUL characters: within the contract, 200 KB encoded", page_view(attributes={f"a{i}": "\x00" * 1024 for i in range(32)}), "oversized")
+    nul_attributes = {f"a{i}": "\x00" * attributes.value_max_length for i in range(attributes.max_properties)}
+    add("32 attributes of 1024 NUL characters: within the contract, 200 KB encoded", page_view(attributes=nul_attributes), "oversized")
     # The decoded event is small: an entry point that checks it and sends it compact (ingest, EventProducer.send)
     # accepts it; the bytes as they are must be quarantined.
     add("a valid event padded with whitespace over the limit", dumps(payment()) + b" " * limit, "oversized", VALID)

@@ -79,7 +79,9 @@ valid_events = st.sampled_from(CONTRACTS).flatmap(lambda contract: st.tuples(st.
 # -- strategies: anything --------------------------------------------------------------------------------------------
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20
+)
 # Objects shaped like events, so that arbitrary values reach the deeper checks too.
 event_shaped = st.dictionaries(st.sampled_from(TOP_LEVEL) | st.text(max_size=8), json_values, max_size=8) | st.builds(
     lambda envelope, payload: {**envelope, "payload": payload},

@@ -276,7 +276,8 @@ class MergeContract(RuleBasedStateMachine):
                 elif write == "commit" and len(self.batches) > self.committed + 1:
                     self.speed_commits()
                 elif write == "micro-batch":
-                    self.speed_writes_a_micro_batch(data.draw(st.lists(events, min_size=1, max_size=4), label="chunk"), data.draw(bucket_steps, label="step"))
+                    chunk = data.draw(st.lists(events, min_size=1, max_size=4), label="chunk")
+                    self.speed_writes_a_micro_batch(chunk, data.draw(bucket_steps, label="step"))
                 elif write == "catch-up":  # a long pause: two micro-batches committed, then a version of all it may cover
                     for _ in range(2):
                         self.speed_writes_a_micro_batch(data.draw(st.lists(events, min_size=1, max_size=4), label="chunk"), 1)
