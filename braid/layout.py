@@ -3,11 +3,24 @@ Python readers, so that a key written by one layer is found by the other."""
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from datetime import UTC, datetime
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+
+
+_ESCAPE = re.compile(r"(\\\\)|\\u([0-9a-f]{4})")
+
+
+def view_key_text(values: list[str]) -> str:
+    r"""A view key as stored: the JSON array Spark's to_json writes (braid.view_compiler.view_key). No spaces, non-ASCII
+    as is, and a control character escaped as Jackson escapes it, in upper case (\u001F), where Python's json writes
+    \u001f: with Python's spelling, a key holding one would never be found."""
+    text = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+    return _ESCAPE.sub(lambda match: match[1] or "\\u" + match[2].upper(), text)  # an escaped backslash stays as it is
 
 
 def shard_of(key: str, shards: int) -> int:

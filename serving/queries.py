@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from braid.layout import shard_of, span_starts
+from braid.layout import shard_of, span_starts, view_key_text
 from schemas.contracts import Rules
 from schemas.views import View, grain_seconds
 from serving import merge
@@ -116,10 +116,7 @@ class Queries:
         parts = [key] if isinstance(key, str) else list(key)
         if len(parts) != len(view.dimensions) or not all(isinstance(p, str) and 0 < len(p) <= 1024 for p in parts):
             raise QueryError(f"key must give {len(view.dimensions)} value(s) for {', '.join(view.dimensions)}; got {parts!r}")
-        # The stored key is the JSON array Spark's to_json writes: no spaces, non-ASCII kept as is.
-        import json
-
-        return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+        return view_key_text(parts)
 
     # -- freshness -------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from schemas.views import Metric, View
 from serving.merge import Cell, merge_rows, roll_up
 from serving.queries import Queries
 from serving.store import Progress
+from tests.speed.oracle import jackson_array
 
 RULES = rules()
 VIEW = View(
@@ -61,7 +61,7 @@ bucket_steps = st.sampled_from([0, 1, 1, 2])  # several micro-batches may share 
 
 
 def stored_key(merchant: str) -> str:
-    return json.dumps([merchant], separators=(",", ":"), ensure_ascii=False)
+    return jackson_array([merchant])  # as Spark's to_json writes it
 
 
 def floor(moment: datetime, seconds: int) -> datetime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -12,6 +11,19 @@ _OPS = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "in": lambda a, b: a in b, "not_in": lambda a, b: a not in b,
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }  # fmt: skip
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def jackson_array(values: list[str]) -> str:
+    """A JSON array of strings spelt as Spark's to_json (Jackson) spells it, written out by hand: no spaces, non-ASCII
+    as is, short escapes where JSON has them, other control characters as upper-case \\u00XX."""
+
+    def string(value: str) -> str:
+        return '"' + "".join(_SHORT_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 else c) for c in value) + '"'
+
+    return "[" + ",".join(string(value) for value in values) + "]"
 
 
 def expected_views(events: list[dict], views: dict[str, View]) -> dict[tuple[str, str, int], dict[str, float]]:
@@ -25,7 +37,7 @@ def expected_views(events: list[dict], views: dict[str, View]) -> dict[tuple[str
                 continue
             if not all(_OPS[c.op](payload.get(c.field), c.value) for c in view.filter):
                 continue
-            key = json.dumps([str(payload[name]) for name in view.dimensions], separators=(",", ":"), ensure_ascii=False)
+            key = jackson_array([str(payload[name]) for name in view.dimensions])
             seconds = int(datetime.fromisoformat(event["event_time"]).timestamp())
             groups[(view.name, key, seconds - seconds % view.grain_seconds)].append(payload)
         for group, payloads in groups.items():
