@@ -308,7 +308,7 @@ def _bench_all(args: argparse.Namespace) -> int:
     out = args.dir
     common = {"repeats": 1 if quick else args.repeats}
     steps = [
-        argparse.Namespace(start_rate=1000 if quick else 2000, max_rate=2000 if quick else 200_000, probe_seconds=30 if quick else 90,
+        argparse.Namespace(start_rate=500 if quick else 1000, max_rate=1000 if quick else 200_000, probe_seconds=60 if quick else 150,
                            sustain_seconds=30 if quick else 300, producers=2, output=f"{out}/ingest.json", **common),
         argparse.Namespace(sizes="1000000" if quick else "1000000,10000000,100000000", output=f"{out}/batch.json", **common),
         argparse.Namespace(clients="1,8" if quick else "1,8,32", seconds=5.0 if quick else 20.0, events=20_000 if quick else 60_000,
@@ -535,9 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that write JSON").add_subparsers(dest="action", required=True)
     bench_ingest = bench.add_parser("ingest", help="the highest rate the whole path sustains, and its freshness (needs ~30 min)")
-    bench_ingest.add_argument("--start-rate", type=_positive, default=2000, help="events/s of the first probe; doubled until one fails")
+    bench_ingest.add_argument("--start-rate", type=_positive, default=1000, help="events/s of the first probe; doubled until one fails")
     bench_ingest.add_argument("--max-rate", type=_positive, default=200_000, help="stop doubling here")
-    bench_ingest.add_argument("--probe-seconds", type=float, default=90.0, help="seconds of production per probe")
+    bench_ingest.add_argument("--probe-seconds", type=float, default=150.0, help="seconds of production per probe (a new job's first batch takes 40-50 s)")
     bench_ingest.add_argument("--sustain-seconds", type=float, default=300.0, help="seconds the best rate must hold")
     bench_ingest.add_argument("--repeats", type=_positive, default=3, help="runs per lower rate; medians are reported")
     bench_ingest.add_argument("--producers", type=_positive, default=2, help="generator processes")
