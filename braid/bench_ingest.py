@@ -166,17 +166,20 @@ class Trial:
         self.visible: dict[int, float] = {}  # speed batch id -> when the merged query first included it
 
     def _env(self) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("BRAID_SERVING_TOKEN")}
+        env = {name: value for name, value in os.environ.items() if name not in ("BRAID_API_READ_TOKEN", "BRAID_API_WRITE_TOKEN")}
         env.update({f"BRAID_{key.upper()}": value for key, value in self.overrides.items()})
         return env
 
     def _prepare(self) -> None:
         from braid.cassandra import cluster_from_settings, replication_map
-        from braid.kafka import create_topic
+        from braid.kafka import KafkaSecurity, create_topic
         from braid.migrations import load_migrations, migrate
 
         settings = self.settings
-        create_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=1)
+        create_topic(
+            settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=1,
+            security=KafkaSecurity.from_settings(settings),
+        )  # fmt: skip
         cluster = cluster_from_settings(settings)
         try:
             replication = replication_map("SimpleStrategy", 1, settings.cassandra_local_datacenter)
@@ -205,6 +208,7 @@ class Trial:
         from braid.cassandra import cluster_from_settings
         from braid.generator import GeneratorConfig
         from braid.generator_run import RunOptions, run
+        from braid.kafka import KafkaSecurity
         from braid.services import local
 
         self._prepare()
@@ -217,7 +221,8 @@ class Trial:
                                stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
         cluster = cluster_from_settings(settings)
         session = cluster.connect(settings.cassandra_keyspace)
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+        security = KafkaSecurity.from_settings(settings)
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **security.client_config())
         partitions = [TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)]
         http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
         pids = {state.name: state.pid for state in local.status(self.base)}
@@ -253,7 +258,7 @@ class Trial:
                                      nominal_rate=float(self.rate), event_bytes=EVENT_BYTES,
                                      duplicate_fraction=0.01, malformed_fraction=0.005)  # fmt: skip
             options = RunOptions(rate=float(self.rate), bootstrap_servers=settings.kafka_bootstrap_servers,
-                                 topic=settings.events_topic, manifest_dir=None)  # fmt: skip
+                                 topic=settings.events_topic, manifest_dir=None, kafka_security=security)  # fmt: skip
             produced = run(config, options, processes=self.producers, log=lambda message: None)
             producing_until = time.time()
             drained_at = None

@@ -25,21 +25,22 @@ def _seed(settings, events: int, log) -> None:
     from batch.stages import FULL
     from braid.cassandra import cluster_from_settings, replication_map
     from braid.generator import EventGenerator, GeneratorConfig
-    from braid.kafka import create_topic
+    from braid.kafka import KafkaSecurity, create_topic
     from braid.migrations import load_migrations, migrate
     from braid.producer import EventProducer
     from braid.spark import session_from_settings
     from schemas.contracts import default_contracts, rules
     from speed.main import run_speed
 
-    create_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=1)
+    security = KafkaSecurity.from_settings(settings)
+    create_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=1, security=security)
     cluster = cluster_from_settings(settings)
     session = cluster.connect()
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
     migrate(session, settings.cassandra_keyspace, replication_map("SimpleStrategy", 1, settings.cassandra_local_datacenter), load_migrations())
     cluster.shutdown()
     records = list(EventGenerator(GeneratorConfig(seed=5, count=events, start=datetime.now(UTC), nominal_rate=events / 3600)).records())
-    producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=default_contracts(), validator=None)
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=default_contracts(), validator=None, **security.client_config())
     quiet = {"log": lambda m: None, "max_restarts": 0, "handle_signals": False}
     half = len(records) // 2
     for record in records[:half]:

@@ -141,7 +141,7 @@ def _schemas_show(args: argparse.Namespace) -> int:
 
 
 def _topics_create(args: argparse.Namespace) -> int:
-    from braid.kafka import create_topic
+    from braid.kafka import KafkaSecurity, create_topic
 
     settings = load_settings()
     retention = {"retention.ms": str(settings.topic_retention_hours * 3600 * 1000)}
@@ -152,6 +152,7 @@ def _topics_create(args: argparse.Namespace) -> int:
             partitions=settings.topic_partitions,
             replication=settings.topic_replication,
             config=retention,
+            security=KafkaSecurity.from_settings(settings),
         )
         print(f"topic {topic}: {'created' if created else 'exists'} ({settings.topic_partitions} partitions, "
               f"replication {settings.topic_replication}, retention {settings.topic_retention_hours} h)")
@@ -165,6 +166,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     from braid.generator import GeneratorConfig
     from braid.generator_run import RunOptions, run
+    from braid.kafka import KafkaSecurity
 
     settings = load_settings()
     count = args.count if args.duration is None else int(args.duration * (args.rate or 0))
@@ -187,6 +189,7 @@ def _generate(args: argparse.Namespace) -> int:
         bootstrap_servers=None if args.dry_run else settings.kafka_bootstrap_servers,
         topic=args.topic or settings.events_topic,
         manifest_dir=Path(args.manifest) if args.manifest else None,
+        kafka_security=KafkaSecurity.from_settings(settings),
     )
     summary = run(config, options, processes=args.processes)
     report = summary.as_dict()
@@ -211,17 +214,24 @@ def _generate(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from braid.auth import ApiTokens
     from braid.ingest import create_app
+    from braid.kafka import KafkaSecurity
     from braid.producer import EventProducer
     from schemas.contracts import default_contracts, rules
     from schemas.validation import Validator
 
     settings = load_settings()
+    tokens = ApiTokens.from_settings(settings)
+    if tokens.enabled and tokens.write is None:
+        raise BraidError("ingest: BRAID_API_READ_TOKEN is set but BRAID_API_WRITE_TOKEN is not, so every event would be refused; set it")
     registry = default_contracts()
-    producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=registry, validator=None)
+    security = KafkaSecurity.from_settings(settings)
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=registry, validator=None, **security.client_config())
     app = create_app(
-        producer, Validator(registry, rules()), max_batch=settings.ingest_max_batch, max_event_bytes=rules().max_event_bytes
-    )
+        producer, Validator(registry, rules()), max_batch=settings.ingest_max_batch, max_event_bytes=rules().max_event_bytes,
+        tokens=tokens,
+    )  # fmt: skip
     uvicorn.run(app, host=settings.ingest_host, port=settings.ingest_port, log_level="warning")
     return 0
 
@@ -233,15 +243,24 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     cluster = cluster_from_settings(settings)
     try:
+        session = cluster.connect()
         applied = migrate(
-            cluster.connect(),
+            session,
             settings.cassandra_keyspace,
             replication_map(settings.cassandra_replication_class, settings.cassandra_replication_factor, settings.cassandra_local_datacenter),
             load_migrations(),
         )
+        granted = []
+        if settings.cassandra_reader_username is not None:
+            from braid.cassandra_roles import grant_reads
+            from serving.store import READ_TABLES
+
+            granted = grant_reads(session, settings.cassandra_keyspace, settings.cassandra_reader_username, READ_TABLES)
     finally:
         cluster.shutdown()
     print(f"migrate: {settings.cassandra_keyspace}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    if granted:
+        print(f"migrate: role {settings.cassandra_reader_username!r} may SELECT {', '.join(granted)}")
     return 0
 
 
@@ -626,11 +645,21 @@ def _positive(text: str) -> int:
 
 
 def _unreachable(error: Exception) -> str | None:
-    """One line for the usual operational failure, a service that does not answer; None for anything else."""
+    """One line for the usual operational failures, a service that does not answer or refuses the credentials; None
+    for anything else."""
     from cassandra.cluster import NoHostAvailable
     from kafka.errors import KafkaError
 
+    from braid.cassandra import authentication_failure
+    from braid.kafka import KafkaSecurity, broker_answers, refused_message
+
     settings = load_settings()
+    refused = authentication_failure(error)
+    if refused is not None:
+        return refused
+    security = KafkaSecurity.from_settings(settings)
+    if isinstance(error, KafkaError) and security.sasl and broker_answers(settings.kafka_bootstrap_servers):
+        return refused_message(settings.kafka_bootstrap_servers, security)  # a producer's or consumer's timeout
     if isinstance(error, KafkaError) and "bootstrap" in str(error).lower():
         return f"kafka: no broker answers at {','.join(settings.kafka_bootstrap_servers)} (start one with 'braid up')"
     if isinstance(error, NoHostAvailable):
@@ -640,6 +669,10 @@ def _unreachable(error: Exception) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # kafka-python logs every refused or dropped connection as an error; a command reports the failure itself, once.
+    logging.getLogger("kafka").addHandler(logging.NullHandler())
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

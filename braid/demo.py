@@ -40,7 +40,10 @@ class _Stream(threading.Thread):
         from braid.producer import EventProducer
         from schemas.contracts import default_contracts
 
-        producer = EventProducer(self.settings.kafka_bootstrap_servers, self.settings.events_topic, registry=default_contracts(), validator=None)
+        from braid.kafka import KafkaSecurity
+
+        security = KafkaSecurity.from_settings(self.settings).client_config()
+        producer = EventProducer(self.settings.kafka_bootstrap_servers, self.settings.events_topic, registry=default_contracts(), validator=None, **security)
         began = time.monotonic()
         try:
             for index, record in enumerate(self.records):
@@ -104,7 +107,7 @@ def run_demo(settings: Settings, *, minutes: float = 2.0, rate: float = 500.0, k
 
     from braid.cassandra import cluster_from_settings, replication_map
     from braid.jvm import ensure_jars
-    from braid.kafka import create_topic
+    from braid.kafka import KafkaSecurity, create_topic
     from braid.migrations import load_migrations, migrate
     from braid.services import background, local
     from schemas.views import default_views
@@ -115,7 +118,10 @@ def run_demo(settings: Settings, *, minutes: float = 2.0, rate: float = 500.0, k
     _step(log, "starting Kafka and Cassandra")
     started_services = not all(state.up for state in local.status(settings))  # stop at the end only what the demo started
     local.up(settings, log=lambda m: log(f"  {m}"))
-    create_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=settings.topic_replication)
+    create_topic(
+        settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions,
+        replication=settings.topic_replication, security=KafkaSecurity.from_settings(settings),
+    )  # fmt: skip
     import shutil
 
     shutil.rmtree(Path(settings.lake_root), ignore_errors=True)  # the demo starts from nothing each time

@@ -12,8 +12,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from braid.generator import EventGenerator, GenerationSummary, GeneratorConfig
+
+if TYPE_CHECKING:
+    from braid.kafka import KafkaSecurity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +26,7 @@ class RunOptions:
     bootstrap_servers: list[str] | None  # None = generate only (measures the generator itself)
     topic: str
     manifest_dir: Path | None
+    kafka_security: KafkaSecurity | None = None  # SASL credentials, when the broker wants them
 
 
 def _run_partition(config: GeneratorConfig, options: RunOptions) -> GenerationSummary:
@@ -32,7 +37,8 @@ def _run_partition(config: GeneratorConfig, options: RunOptions) -> GenerationSu
         from schemas.contracts import default_contracts
 
         # Trusted path: the generator's records are sent as they are, malformed ones included, on purpose.
-        producer = EventProducer(options.bootstrap_servers, options.topic, registry=default_contracts(), validator=None)
+        security = options.kafka_security.client_config() if options.kafka_security else {}
+        producer = EventProducer(options.bootstrap_servers, options.topic, registry=default_contracts(), validator=None, **security)
     manifest = None
     if options.manifest_dir is not None:
         manifest = open(options.manifest_dir / f"events-{config.partition}.jsonl", "wb")

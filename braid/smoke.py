@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from braid.errors import BraidError
 
@@ -62,10 +63,10 @@ def parse_smoke_records(records):
     ).select("event.*", "kafka_partition", "kafka_offset")
 
 
-def _end_offsets(bootstrap_servers: list[str], topic: str) -> dict[str, int]:
+def _end_offsets(bootstrap_servers: list[str], topic: str, security: dict[str, Any]) -> dict[str, int]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **security)
     try:
         partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
@@ -79,20 +80,21 @@ def run_smoke(settings, *, events: int = 1000, log: Callable[[str], None] = prin
     from kafka import KafkaProducer
 
     from braid.cassandra import cluster_from_settings, ensure_keyspace, replication_map
-    from braid.kafka import create_topic
+    from braid.kafka import KafkaSecurity, create_topic
     from braid.services import local
     from braid.spark import session_from_settings
 
     started = time.monotonic()
     local.up(settings, log=log)
     run_id = uuid.uuid4().hex[:12]
-    created = create_topic(settings.kafka_bootstrap_servers, TOPIC, partitions=PARTITIONS, replication=1)
+    security = KafkaSecurity.from_settings(settings)
+    created = create_topic(settings.kafka_bootstrap_servers, TOPIC, partitions=PARTITIONS, replication=1, security=security)
     log(f"kafka: topic {TOPIC} {'created' if created else 'exists'} ({PARTITIONS} partitions)")
 
     # This run streams from the topic's current end, with a checkpoint of its own: its result never depends on what
     # earlier runs left behind (a reset broker with an old checkpoint would otherwise read nothing).
-    starting_offsets = "earliest" if created else json.dumps({TOPIC: _end_offsets(settings.kafka_bootstrap_servers, TOPIC)})
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    starting_offsets = "earliest" if created else json.dumps({TOPIC: _end_offsets(settings.kafka_bootstrap_servers, TOPIC, security.client_config())})
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, **security.client_config())
     futures = [producer.send(TOPIC, key=key, value=value) for key, value in smoke_events(run_id, events)]
     producer.flush()
     produced = sum(1 for future in futures if future.get(timeout=30))
@@ -107,6 +109,7 @@ def run_smoke(settings, *, events: int = 1000, log: Callable[[str], None] = prin
             .option("kafka.bootstrap.servers", ",".join(settings.kafka_bootstrap_servers))
             .option("subscribe", TOPIC)
             .option("startingOffsets", starting_offsets)
+            .options(**security.spark_options())
             .load()
         )
         .writeStream.format("delta")

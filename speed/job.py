@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from braid.errors import BraidError
+from braid.kafka import KafkaSecurity
 from braid.layout import shard_column
 from braid.view_compiler import aggregate_view, metric_kind, metric_maps
 from schemas.contracts import Contract
@@ -48,6 +49,7 @@ class SpeedConfig:
     max_offsets_per_trigger: int | None
     starting_offsets: str = "earliest"
     dead_letter_topic: str | None = None
+    kafka_security: KafkaSecurity = KafkaSecurity()  # SASL credentials for the source, the dead letters and the offsets
 
 
 def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
@@ -57,6 +59,7 @@ def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
         .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
         .option("failOnDataLoss", "true")  # data deleted before it was read is an incident, not a detail
+        .options(**config.kafka_security.spark_options())
     )
     if config.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
@@ -200,7 +203,9 @@ class MicroBatchWriter:
         At least once: a replayed batch sends them again; the quarantine table stays the exact record."""
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.config.bootstrap_servers, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=self.config.bootstrap_servers, acks="all", linger_ms=5, **self.config.kafka_security.client_config()
+        )
         try:
             rows = classified.where(F.col("reason").isNotNull()).select("key", "value", "partition", "offset", "reason", "detail")
             futures = [
@@ -288,7 +293,9 @@ class SpeedJob:
     def _end_offsets(self) -> dict[str, int]:
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config.bootstrap_servers, enable_auto_commit=False, **self.config.kafka_security.client_config()
+        )
         try:
             # Metadata of a just-created topic can lag; an empty answer must not read as "nothing to do".
             deadline = time.monotonic() + 30

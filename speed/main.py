@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from braid.cassandra import cluster_from_settings
+from braid.kafka import KafkaSecurity
 from braid.settings import Settings
 from braid.spark import session_from_settings
 from schemas.contracts import default_contracts, rules
@@ -43,6 +44,7 @@ def run_speed(
         trigger_seconds=settings.speed_trigger_seconds,
         max_offsets_per_trigger=settings.speed_max_offsets_per_trigger,
         dead_letter_topic=settings.dead_letter_topic if settings.speed_dead_letter else None,
+        kafka_security=KafkaSecurity.from_settings(settings),
     )
     cluster = cluster_from_settings(settings)
     try:

@@ -93,3 +93,7 @@ def cassandra_session(services: Settings):
     session.set_keyspace(services.cassandra_keyspace)
     yield session
     cluster.shutdown()
+
+
+# The security tests' own stack (auth on, other ports, other folder): tests/secured_stack.py.
+from tests.secured_stack import secured_stack  # noqa: E402,F401

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from braid.cassandra import probe_query
 from braid.jvm import ensure_jars, java_executable
+from braid.kafka import SCRAM_MECHANISMS, KafkaSecurity, ensure_scram_credentials
 from braid.services import process
 from braid.services.cassandra import cassandra_spec
 from braid.services.kafka import kafka_spec
@@ -21,10 +22,9 @@ def local_specs(settings: Settings) -> list[ServiceSpec]:
     java = java_executable(settings.java_home)
     jars = settings.jar_cache
     kafka_host, kafka_port = settings.kafka_host_port
-    password = settings.cassandra_password.get_secret_value() if settings.cassandra_password else None
-    probe = probe_query(
-        [settings.cassandra_host], settings.cassandra_port, settings.cassandra_local_datacenter, settings.cassandra_username, password
-    )
+    # Readiness is a native-protocol round trip without credentials: with password authentication on, a node that
+    # asks for them is up (the roles are set afterwards, by braid.cassandra_roles).
+    probe = probe_query([settings.cassandra_host], settings.cassandra_port, settings.cassandra_local_datacenter, None, None)
     return [
         kafka_spec(
             java=java,
@@ -35,6 +35,7 @@ def local_specs(settings: Settings) -> list[ServiceSpec]:
             controller_port=settings.kafka_controller_port,
             heap=settings.kafka_heap,
             bootstrap=settings.kafka_bootstrap_servers[0],
+            security=KafkaSecurity.from_settings(settings),
         ),
         cassandra_spec(
             java=java,
@@ -45,6 +46,7 @@ def local_specs(settings: Settings) -> list[ServiceSpec]:
             storage_port=settings.cassandra_storage_port,
             heap=settings.cassandra_heap,
             probe_session=probe,
+            password_auth=settings.cassandra_auth,
         ),
     ]
 
@@ -62,12 +64,26 @@ def up(settings: Settings, *, log: Callable[[str], None] = lambda m: print(m, fi
         for spec in specs:
             process.wait_ready(spec, READY_TIMEOUT_SECONDS)
             log(f"{spec.name}: ready ({time.monotonic() - started_at:.1f}s)")
+        _secure(settings, log)
     except BaseException:
         for spec in specs:  # leave nothing half-started behind a failure
             if started.get(spec.name):
                 process.stop(spec, timeout=20)
         raise
     return [process.state(spec) for spec in specs]
+
+
+def _secure(settings: Settings, log: Callable[[str], None]) -> None:
+    """The credentials the settings name, on services that run: Kafka's SCRAM credential, Cassandra's roles."""
+    security = KafkaSecurity.from_settings(settings)
+    if security.sasl:
+        ensure_scram_credentials(settings.kafka_bootstrap_servers, security)
+        log(f"kafka: {' and '.join(SCRAM_MECHANISMS)} credentials of {security.username!r} set")
+    if settings.cassandra_auth:
+        from braid.cassandra_roles import ensure_roles
+
+        for line in ensure_roles(settings):
+            log(f"cassandra: {line}")
 
 
 def down(settings: Settings, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:

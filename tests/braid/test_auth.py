@@ -173,3 +173,16 @@ def test_no_answer_echoes_a_token() -> None:
 
 def test_a_token_is_never_in_a_repr() -> None:
     assert READ not in repr(TOKENS) and WRITE not in repr(TOKENS)
+
+
+def test_the_ingest_command_refuses_to_start_when_nothing_could_write() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BRAID_")} | {"BRAID_API_READ_TOKEN": READ}
+    result = subprocess.run([sys.executable, "-m", "braid.cli", "ingest"], capture_output=True, text=True, env=env, timeout=120)
+    assert (result.returncode, result.stderr) == (
+        2, "braid: ingest: BRAID_API_READ_TOKEN is set but BRAID_API_WRITE_TOKEN is not, so every event would be refused; set it\n"
+    )
+    assert READ not in result.stderr
