@@ -18,7 +18,7 @@ import sys
 from batch.job import SPARK_STAGES, batch_context, new_run_id, record_of_run, run_all, run_stage
 from batch.maintenance import compact_and_vacuum, retire_versions
 from batch.stages import FULL, INCREMENTAL, QualityGateFailed
-from braid.errors import BraidError
+from braid.errors import BraidError, storage_failure
 from braid.settings import load_settings
 from braid.spark import session_from_settings
 
@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except BraidError as error:
         print(f"braid: {error}", file=sys.stderr)
         return 3 if isinstance(error, QualityGateFailed) else 2
+    except Exception as error:
+        refused = storage_failure(error)  # e.g. the lake's disk went read-only: one line, and a retry may succeed
+        if refused is None:
+            raise
+        print(f"braid: {refused}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -25,7 +25,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from braid.errors import BraidError
+from braid.errors import BraidError, storage_failure
 from braid.kafka import KafkaSecurity
 from braid.layout import shard_column
 from braid.view_compiler import aggregate_view, metric_kind, metric_maps
@@ -375,7 +375,7 @@ class SpeedJob:
                     self._mark_complete_until_now(time.time() * 1000)  # the query has stopped: nothing is in flight
                 return
             restarts += 1
-            message = str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__
+            message = storage_failure(failure) or (str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__)
             if max_restarts is not None and restarts > max_restarts:
                 raise BraidError(f"speed: the query failed {restarts} times; last: {message}")
             self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
