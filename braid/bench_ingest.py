@@ -58,20 +58,30 @@ def weighted_percentile(pairs: list[tuple[float, float]], fraction: float) -> fl
     return pairs[-1][0]
 
 
+def steady_thirds(samples: list[tuple[float, int]], producing_until: float) -> tuple[list[int], list[int]] | None:
+    """The lag sampled while producing, after a warm-up of 30 s (a quarter of the run if shorter), as its first and
+    last thirds; None when fewer than 6 samples are left."""
+    if not samples:
+        return None
+    start = samples[0][0] + min(30.0, (producing_until - samples[0][0]) / 4)
+    steady = [lag for at, lag in samples if start <= at <= producing_until]
+    if len(steady) < 6:
+        return None
+    third = len(steady) // 3
+    return steady[:third], steady[-third:]
+
+
 def lag_grew(samples: list[tuple[float, int]], producing_until: float, rate: float, trigger_seconds: float) -> bool:
     """Whether the lag sampled while producing (after a 30 s warm-up) rose from the first third to the last.
 
     A healthy job's lag is a saw-tooth (up to a batch's worth of events, then back down), so the thirds are compared by
     their maxima, with one trigger interval's worth of events as tolerance. Too few samples to tell counts as grown:
     a rate is only called sustained on evidence."""
-    if not samples:
+    thirds = steady_thirds(samples, producing_until)
+    if thirds is None:
         return True  # nothing measured proves nothing
-    start = samples[0][0] + min(30.0, (producing_until - samples[0][0]) / 4)
-    steady = [lag for at, lag in samples if start <= at <= producing_until]
-    if len(steady) < 6:
-        return True
-    third = len(steady) // 3
-    return max(steady[-third:]) > max(steady[:third]) + rate * trigger_seconds
+    first, last = thirds
+    return max(last) > max(first) + rate * trigger_seconds
 
 
 def _free_port() -> int:
@@ -149,9 +159,20 @@ def _is_python(process: psutil.Process) -> bool:
 class Trial:
     """One rate in its own namespace: speed job and API started, generator run, everything measured, then stopped."""
 
-    def __init__(self, base: Settings, rate: int, seconds: float, work: Path, producers: int, log: Callable[[str], None]):
+    def __init__(
+        self,
+        base: Settings,
+        rate: int,
+        seconds: float,
+        work: Path,
+        producers: int,
+        log: Callable[[str], None],
+        *,
+        prefix: str = "bench",
+        overrides: dict[str, str] | None = None,
+    ):
         self.rate, self.seconds, self.producers, self.log = rate, seconds, producers, log
-        self.name = f"bench_{rate}_{uuid.uuid4().hex[:6]}"
+        self.name = f"{prefix}_{rate}_{uuid.uuid4().hex[:6]}"
         self.port = _free_port()
         self.overrides = {
             "events_topic": self.name.replace("_", "."),
@@ -159,13 +180,16 @@ class Trial:
             "delta_root": str(work / self.name / "lake"),
             "checkpoint_root": str(work / self.name / "checkpoints"),
             "serving_port": str(self.port),
+            **(overrides or {}),
         }
         self.settings = load_settings(**self.overrides)
         self.base = base
         self.work = work
         self.visible: dict[int, float] = {}  # speed batch id -> when the merged query first included it
+        self._committed: dict[str, int] = {}  # Kafka partition -> newest offset a committed micro-batch read
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
+        """The environment of a `braid` subprocess working in this trial's namespace."""
         env = {name: value for name, value in os.environ.items() if name not in ("BRAID_API_READ_TOKEN", "BRAID_API_WRITE_TOKEN")}
         env.update({f"BRAID_{key.upper()}": value for key, value in self.overrides.items()})
         return env
@@ -187,7 +211,7 @@ class Trial:
         finally:
             cluster.shutdown()
 
-    def _probe_visible(self, http) -> None:
+    def probe_visible(self, http) -> None:
         # The merged query's answer names the newest speed micro-batch it includes; every batch up to it is visible.
         answer = http.get("/v1/views/page_views_by_country/top", params={"n": 3, "start": "-2h"})
         if answer.status_code != 200:
@@ -201,13 +225,12 @@ class Trial:
                 break
             self.visible[batch] = now
 
-    def run(self) -> dict[str, Any]:
+    def start(self) -> None:
+        """Prepare the namespace, start the speed job and the API, connect, and wait until both are ready."""
         import httpx
         from kafka import KafkaConsumer, TopicPartition
 
         from braid.cassandra import cluster_from_settings
-        from braid.generator import GeneratorConfig
-        from braid.generator_run import RunOptions, run
         from braid.kafka import KafkaSecurity
         from braid.services import local
 
@@ -215,51 +238,84 @@ class Trial:
         settings = self.settings
         logs = self.work / self.name
         logs.mkdir(parents=True, exist_ok=True)
-        speed = subprocess.Popen([sys.executable, "-m", "braid.cli", "speed", "run"], env=self._env(),
-                                 stdout=open(logs / "speed.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
-        api = subprocess.Popen([sys.executable, "-m", "braid.cli", "serve"], env=self._env(),
-                               stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
-        cluster = cluster_from_settings(settings)
-        session = cluster.connect(settings.cassandra_keyspace)
-        security = KafkaSecurity.from_settings(settings)
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **security.client_config())
-        partitions = [TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)]
-        http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-        pids = {state.name: state.pid for state in local.status(self.base)}
-        committed: dict[str, int] = {}
-        memory = Sampler(
-            {
-                "kafka": _rss(lambda: [pids["kafka"]] if pids.get("kafka") else []),
-                "cassandra": _rss(lambda: [pids["cassandra"]] if pids.get("cassandra") else []),
-                "spark_driver_jvm": _rss(lambda: _tree(speed.pid, _is_java)),
-                "speed_python": _rss(lambda: _tree(speed.pid, _is_python)),
-                "api": _rss(lambda: [api.pid]),
-            },
-            period=1.0,
-        )
-        batches_read = session.prepare("SELECT batch_id, max_offsets FROM speed_batches WHERE job = 'speed' LIMIT 1")
-
-        def lag() -> float | None:
-            newest = session.execute(batches_read).one()
-            if newest is not None:
-                for partition, offset in (newest.max_offsets or {}).items():
-                    committed[partition] = max(committed.get(partition, -1), offset)
-            ends = consumer.end_offsets(partitions)
-            return float(sum(max(0, end - committed.get(str(tp.partition), -1) - 1) for tp, end in ends.items()))
-
-        lags = Sampler({"lag": lag}, period=2.0)
-        prober = Sampler({"visible": lambda: self._probe_visible(http)}, period=0.5)
+        self.speed = subprocess.Popen([sys.executable, "-m", "braid.cli", "speed", "run"], env=self.env(),
+                                      stdout=open(logs / "speed.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        self.api = subprocess.Popen([sys.executable, "-m", "braid.cli", "serve"], env=self.env(),
+                                    stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        self.cluster = cluster_from_settings(settings)
+        self.session = self.cluster.connect(settings.cassandra_keyspace)
+        self.security = KafkaSecurity.from_settings(settings)
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                                      **self.security.client_config())  # fmt: skip
+        self.partitions = [TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)]
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        self.service_pids = {state.name: state.pid for state in local.status(self.base)}
+        self._batches_read = self.session.prepare("SELECT batch_id, max_offsets FROM speed_batches WHERE job = 'speed' LIMIT 1")
         try:
-            self._wait_ready(session, http, speed, api)
+            self._wait_ready(self.session, self.http, self.speed, self.api)
+        except BaseException:
+            self.stop()
+            self.close()
+            raise
+
+    def memory_probes(self) -> dict[str, Callable[[], float | None]]:
+        """Resident memory (MiB) of each process of the path: the services, the speed job's JVM and Python, the API."""
+        pids, speed, api = self.service_pids, self.speed, self.api
+        return {
+            "kafka": _rss(lambda: [pids["kafka"]] if pids.get("kafka") else []),
+            "cassandra": _rss(lambda: [pids["cassandra"]] if pids.get("cassandra") else []),
+            "spark_driver_jvm": _rss(lambda: _tree(speed.pid, _is_java)),
+            "speed_python": _rss(lambda: _tree(speed.pid, _is_python)),
+            "api": _rss(lambda: [api.pid]),
+        }
+
+    def lag(self) -> float | None:
+        """Kafka's end offsets minus the offsets of the newest committed micro-batch, in events."""
+        newest = self.session.execute(self._batches_read).one()
+        if newest is not None:
+            for partition, offset in (newest.max_offsets or {}).items():
+                self._committed[partition] = max(self._committed.get(partition, -1), offset)
+        ends = self.consumer.end_offsets(self.partitions)
+        return float(sum(max(0, end - self._committed.get(str(tp.partition), -1) - 1) for tp, end in ends.items()))
+
+    def produce(self, seconds: float, seed: int):
+        """The generator's ~1 KB events at this trial's rate for `seconds`, through the producer library."""
+        from braid.generator import GeneratorConfig
+        from braid.generator_run import RunOptions, run
+
+        config = GeneratorConfig(seed=seed, count=int(self.rate * seconds), start=datetime.now(UTC),
+                                 nominal_rate=float(self.rate), event_bytes=EVENT_BYTES,
+                                 duplicate_fraction=0.01, malformed_fraction=0.005)  # fmt: skip
+        options = RunOptions(rate=float(self.rate), bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                             topic=self.settings.events_topic, manifest_dir=None, kafka_security=self.security)  # fmt: skip
+        return run(config, options, processes=self.producers, log=lambda message: None)
+
+    def stop(self) -> None:
+        """Stop the speed job and the API (gracefully, then killed after two minutes) and close the clients; the
+        Cassandra session stays open for the final reads until `close`."""
+        for process in (self.speed, self.api):
+            process.terminate()
+        for process in (self.speed, self.api):
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.http.close()
+        self.consumer.close()
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+
+    def run(self) -> dict[str, Any]:
+        self.start()
+        memory = Sampler(self.memory_probes(), period=1.0)
+        lags = Sampler({"lag": self.lag}, period=2.0)
+        prober = Sampler({"visible": lambda: self.probe_visible(self.http)}, period=0.5)
+        try:
             for sampler in (memory, lags, prober):
                 sampler.start()
             self.log(f"bench: ingest at {self.rate:,} events/s for {self.seconds:.0f} s ({self.name})")
-            config = GeneratorConfig(seed=self.rate, count=int(self.rate * self.seconds), start=datetime.now(UTC),
-                                     nominal_rate=float(self.rate), event_bytes=EVENT_BYTES,
-                                     duplicate_fraction=0.01, malformed_fraction=0.005)  # fmt: skip
-            options = RunOptions(rate=float(self.rate), bootstrap_servers=settings.kafka_bootstrap_servers,
-                                 topic=settings.events_topic, manifest_dir=None, kafka_security=security)  # fmt: skip
-            produced = run(config, options, processes=self.producers, log=lambda message: None)
+            produced = self.produce(self.seconds, seed=self.rate)
             producing_until = time.time()
             drained_at = None
             while time.time() < producing_until + 120:
@@ -272,19 +328,11 @@ class Trial:
             for sampler in (prober, lags, memory):
                 if sampler.is_alive():
                     sampler.stop()
-            for process in (speed, api):
-                process.terminate()
-            for process in (speed, api):
-                try:
-                    process.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            http.close()
-            consumer.close()
+            self.stop()
         try:
-            batches = list(session.execute("SELECT * FROM speed_batches WHERE job = 'speed'"))
+            batches = list(self.session.execute("SELECT * FROM speed_batches WHERE job = 'speed'"))
         finally:
-            cluster.shutdown()
+            self.close()
         return self._result(produced, producing_until, drained_at, batches, lags, memory)
 
     def _wait_ready(self, session, http, speed, api, timeout: float = 180.0) -> None:
