@@ -338,6 +338,32 @@ def _bench_all(args: argparse.Namespace) -> int:
     return _bench_report(argparse.Namespace(dir=out, readme=args.readme))
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.services import local
+    from braid.soak import default_rate, soak, summary_lines
+
+    if args.minutes <= 0:
+        raise BraidError(f"soak: --minutes must be more than 0, got {args.minutes:g}")
+    if args.batch_every < 0:
+        raise BraidError(f"soak: --batch-every must be 0 (no batch runs) or more, got {args.batch_every:g}")
+    if args.sample_seconds <= 0:
+        raise BraidError(f"soak: --sample-seconds must be more than 0, got {args.sample_seconds:g}")
+    rate = args.rate or default_rate(Path(args.bench))
+    settings = load_settings()
+    local.up(settings)
+    report = soak(
+        settings, rate=rate, minutes=args.minutes, batch_every=args.batch_every, retire_grace=args.retire_grace,
+        sample_seconds=args.sample_seconds, producers=args.producers, output=Path(args.output),
+    )  # fmt: skip
+    for line in summary_lines(report):
+        print(line)
+    print(f"soak: {'everything stayed flat' if report['flat'] else 'grew: ' + ', '.join(report['grew'] or ['failed batch runs'])}; "
+          f"written to {args.output}")  # fmt: skip
+    return 0 if report["flat"] else 1
+
+
 def _batch_run(args: argparse.Namespace) -> int:
     from batch.job import batch_context, new_run_id, run_all
     from batch.stages import FULL, INCREMENTAL
@@ -584,6 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serving.add_argument("--repeats", type=_positive, default=3, help="runs per query kind and concurrency; medians are reported")
     bench_serving.add_argument("--output", default="bench/serving.json", help="the JSON report")
     bench_serving.set_defaults(run=_bench_serving)
+
+    soak = commands.add_parser("soak", help="the full path at half the sustained rate for a long time: did lag, memory and partitions stay flat")
+    soak.add_argument("--rate", type=_positive, default=None, help="events/s (default: half the sustained rate in --bench)")
+    soak.add_argument("--minutes", type=float, default=30.0, help="minutes of production")
+    soak.add_argument("--batch-every", type=float, default=5.0, help="minutes between batch runs in the soak's namespace (0: none)")
+    soak.add_argument("--retire-grace", type=int, default=60, help="seconds a superseded version stays readable in the soak's namespace")
+    soak.add_argument("--sample-seconds", type=float, default=30.0, help="seconds between samples of the serving tables' partitions")
+    soak.add_argument("--producers", type=_positive, default=2, help="generator processes")
+    soak.add_argument("--bench", default="bench/ingest.json", help="the ingest benchmark's report, for the default rate")
+    soak.add_argument("--output", default="bench/soak.json", help="the JSON report")
+    soak.set_defaults(run=_soak)
 
     commands.add_parser("ingest", help="serve the HTTP ingest endpoint (POST /v1/events)").set_defaults(run=_ingest)
 

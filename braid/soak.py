@@ -1,0 +1,426 @@
+"""`braid soak`: the full path at a steady rate for a long time, and whether lag, memory and partitions stayed flat.
+
+Not part of CI. It reuses the ingest benchmark's trial (`braid/bench_ingest.py`): a fresh namespace (topic, keyspace,
+lake, checkpoints) on the running local stack, the generator's ~1 KB events through the producer library into Kafka,
+`braid speed run` and `braid serve` as their own processes, a prober asking the API's merged `top` query every second.
+On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the same namespace, its own
+process), so speed rows are retired after each published version, as in production.
+
+Retirement in the soak. A publish retires the speed buckets covered by the oldest version a query may still read,
+which is the version it just superseded for `BRAID_BATCH_RETIRE_GRACE_SECONDS`; production lets the daily maintenance
+pass catch up, so speed rows live up to two batch intervals plus a day's worth at worst. The soak sets the namespace's
+grace to `retire_grace` seconds (60 by default: a query holds a pointer for milliseconds) and runs the same
+retirement (`batch.stages.retire`) again once the grace has passed after each publish, so every batch interval ends
+in the same state and the thirds of the run can be compared.
+
+Sampled: the lag (Kafka's end offsets minus the newest committed micro-batch's offsets, every 2 s), the resident memory
+of each process (Kafka, Cassandra, the Spark driver JVM, the speed job's Python processes, the API; every 5 s), and
+the serving tables (every `sample_seconds`): per table the number of partitions, the rows of the largest partition,
+the rows in total and, for the versioned batch tables, the most versions side by side in one partition, counted with
+CQL (`SELECT <partition key>, count(*) ... GROUP BY <partition key>[, version]`, a full scan, timed); the bytes of the
+table's data folder under the node's data directory; and Cassandra's own largest-partition figure from the virtual
+table `system_views.max_partition_size` (what `nodetool tablestats` calls "Compacted partition maximum bytes", in
+whole MiB there; nodetool itself needs JMX, which the local node does not open).
+
+The verdict, per figure: the samples after its start (the run's first tenth is warm-up; batch figures start at the
+first publish) are cut into thirds by count; the figure stayed **flat** when the largest value of the last third is
+at most the largest of the first third plus a tolerance:
+
+- lag: `braid.bench_ingest.lag_grew`, the benchmark's rule (one trigger interval's worth of events);
+- memory of each process: 10% of the first third's maximum, at least 64 MiB (a JVM touches its heap gradually);
+- speed-view rows (largest partition, total) and batch-view-window rows (largest partition): 25%, at least 100 rows
+  (the speed rows are a saw-tooth between retirements, sampled at `sample_seconds`; a leak doubles them within a run);
+- versions side by side in a batch partition: no tolerance (a publish deletes the versions no reader can need: two at most).
+
+Maxima rather than means because every healthy figure here is a saw-tooth. Reported but not judged: the rows of the
+largest `batch_views` partition (one key's windows of a day span: it grows with the minutes the run covers, by
+design, up to 1,440 windows times the live versions), disk bytes (they follow flushes and compactions, not the data
+alone) and the virtual table's MiB. Fewer than 6 samples of a judged figure count as grown: flat is only said on
+evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from braid.bench_ingest import EVENT_BYTES, Sampler, Trial, lag_grew, steady_thirds
+from braid.errors import BraidError
+from braid.settings import Settings
+
+WARMUP_FRACTION = 0.1
+MIN_SAMPLES = 6
+MEMORY_TOLERANCE = (0.10, 64.0)  # (fraction of the first third's maximum, at least this many MiB)
+ROWS_TOLERANCE = (0.25, 100.0)
+VERSIONS_TOLERANCE = (0.0, 0.0)
+BATCH_TIMEOUT_SECONDS = 1800
+
+# Serving tables: partition key columns, and the clustering column that holds versions side by side (if any).
+SERVING_TABLES = {
+    "speed_views": (("view_name", "handoff_bucket", "shard"), None),
+    "batch_views": (("view_name", "key", "span_start"), "version"),
+    "batch_view_windows": (("view_name", "window_start"), "version"),
+}
+# figure -> tolerance; the figures of the serving tables that the verdict judges (the others are reported only)
+JUDGED_PARTITION_FIGURES = {
+    "speed_views.largest_partition_rows": ROWS_TOLERANCE,
+    "speed_views.rows": ROWS_TOLERANCE,
+    "batch_views.versions_per_partition": VERSIONS_TOLERANCE,
+    "batch_view_windows.largest_partition_rows": ROWS_TOLERANCE,
+    "batch_view_windows.versions_per_partition": VERSIONS_TOLERANCE,
+}
+
+RULES = {
+    "thirds": "samples after the figure's start cut into thirds by count; flat when max(last third) <= max(first third) + tolerance",
+    "start": f"the run's first {WARMUP_FRACTION:.0%} is warm-up; batch-table figures start at the first publish",
+    "lag": "braid.bench_ingest.lag_grew: 30 s warm-up, tolerance one trigger interval's worth of events at the rate",
+    "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB",
+    "rows": f"tolerance {ROWS_TOLERANCE[0]:.0%} of the first third's max, at least {ROWS_TOLERANCE[1]:.0f} rows",
+    "versions": "no tolerance",
+    "evidence": f"fewer than {MIN_SAMPLES} samples counts as grown",
+    "not judged": "batch_views.largest_partition_rows (grows with the minutes covered, by design), *.disk_bytes, *.max_partition_mib, *.rows of batch tables",
+}
+
+
+def figure_verdict(samples: list[tuple[float, float]], *, start: float, fraction: float, minimum: float) -> dict[str, Any]:
+    """Whether one figure stayed flat: the max of the last third of the samples at or after `start` against the max of
+    the first third plus max(fraction x that max, minimum)."""
+    values = [value for at, value in samples if at >= start]
+    if len(values) < MIN_SAMPLES:
+        return {"flat": False, "samples": len(values), "reason": f"fewer than {MIN_SAMPLES} samples"}
+    third = len(values) // 3
+    first, last = max(values[:third]), max(values[-third:])
+    allowed = first + max(fraction * first, minimum)
+    return {"flat": last <= allowed, "samples": len(values), "first_third_max": first, "last_third_max": last, "allowed": round(allowed, 1)}
+
+
+def lag_verdict(samples: list[tuple[float, float]], producing_until: float, rate: float, trigger_seconds: float) -> dict[str, Any]:
+    lags = [(at, int(value)) for at, value in samples]
+    grew = lag_grew(lags, producing_until, rate, trigger_seconds)
+    thirds = steady_thirds(lags, producing_until)
+    if thirds is None:
+        return {"flat": False, "samples": len(lags), "reason": f"fewer than {MIN_SAMPLES} samples while producing"}
+    first, last = thirds
+    return {
+        "flat": not grew,
+        "samples": len(first) * 3,
+        "first_third_max": max(first),
+        "last_third_max": max(last),
+        "allowed": round(max(first) + rate * trigger_seconds, 1),
+    }
+
+
+def verdicts(
+    samples: dict[str, list[tuple[float, float]]],
+    *,
+    started: float,
+    producing_until: float,
+    rate: float,
+    trigger_seconds: float,
+    first_publish: float | None,
+) -> dict[str, dict[str, Any]]:
+    """The verdict of every judged figure; `samples` maps `lag`, `memory.<process>` and `<table>.<figure>` to
+    (time, value) series."""
+    warmup = started + WARMUP_FRACTION * (producing_until - started)
+    judged: dict[str, dict[str, Any]] = {"lag": lag_verdict(samples.get("lag", []), producing_until, rate, trigger_seconds)}
+    for name, series in sorted(samples.items()):
+        if name.startswith("memory."):
+            judged[name] = figure_verdict(series, start=warmup, fraction=MEMORY_TOLERANCE[0], minimum=MEMORY_TOLERANCE[1])
+    for name, (fraction, minimum) in JUDGED_PARTITION_FIGURES.items():
+        if name.startswith("batch_"):
+            if first_publish is None:
+                judged[name] = {"flat": None, "samples": 0, "reason": "no batch version was published"}
+                continue
+            start = first_publish
+        else:
+            start = started
+        judged[name] = figure_verdict(samples.get(name, []), start=start, fraction=fraction, minimum=minimum)
+    return judged
+
+
+class ServingTableSizes:
+    """Partition sizes of the serving tables, by CQL, plus the tables' folders on disk and Cassandra's own figure."""
+
+    def __init__(self, session, keyspace: str, data_dir: Path) -> None:
+        self.session, self.keyspace, self.data_dir = session, keyspace, data_dir
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+
+    def sample(self) -> float:
+        """Take one sample of every figure; returns the seconds the scans took."""
+        began = time.time()
+        figures: dict[str, float] = {}
+        for table, (partition_key, versions) in SERVING_TABLES.items():
+            figures.update({f"{table}.{name}": value for name, value in self.count_rows(table, partition_key, versions).items()})
+            figures[f"{table}.disk_bytes"] = self.disk_bytes(table)
+        for row in self.session.execute("SELECT table_name, mebibytes FROM system_views.max_partition_size WHERE keyspace_name = %s",
+                                        (self.keyspace,)):  # fmt: skip
+            if row.table_name in SERVING_TABLES:
+                figures[f"{row.table_name}.max_partition_mib"] = float(row.mebibytes)
+        took = time.time() - began
+        figures["scan_seconds"] = round(took, 3)
+        for name, value in figures.items():
+            self.samples.setdefault(name, []).append((began, value))
+        return took
+
+    def count_rows(self, table: str, partition_key: tuple[str, ...], versions: str | None) -> dict[str, float]:
+        from cassandra.query import SimpleStatement
+
+        group = ", ".join(partition_key + ((versions,) if versions else ()))
+        # table and columns come from SERVING_TABLES above, never from input
+        statement = SimpleStatement(f"SELECT {group}, count(*) AS rows FROM {self.keyspace}.{table} GROUP BY {group}", fetch_size=5000)
+        rows: dict[tuple, int] = {}
+        kept: dict[tuple, int] = {}
+        for row in self.session.execute(statement, timeout=120):
+            partition = tuple(getattr(row, column) for column in partition_key)
+            rows[partition] = rows.get(partition, 0) + row.rows
+            kept[partition] = kept.get(partition, 0) + 1
+        figures = {
+            "partitions": float(len(rows)),
+            "largest_partition_rows": float(max(rows.values(), default=0)),
+            "rows": float(sum(rows.values())),
+        }
+        if versions:
+            figures["versions_per_partition"] = float(max(kept.values(), default=0))
+        return figures
+
+    def disk_bytes(self, table: str) -> float:
+        # a table's folder is <data>/<keyspace>/<table>-<id>; a dropped and re-created table leaves its old folder
+        total = 0
+        for folder in (self.data_dir / self.keyspace).glob(f"{table}-*"):
+            total += sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        return float(total)
+
+
+def default_rate(bench_report: Path) -> int:
+    """Half the sustained rate the ingest benchmark recorded."""
+    try:
+        sustained = json.loads(bench_report.read_text())["sustained_rate"]
+    except FileNotFoundError:
+        raise BraidError(f"soak: {bench_report} not found; run `braid bench ingest` first or give --rate") from None
+    except (ValueError, KeyError) as error:
+        raise BraidError(f"soak: {bench_report} has no sustained_rate ({error}); give --rate") from None
+    if not sustained:
+        raise BraidError(f"soak: {bench_report} records no sustained rate; give --rate")
+    return max(1, int(sustained) // 2)
+
+
+class BatchSchedule:
+    """Every `every` seconds, `braid batch run` in the soak's namespace; after each publish and the retire grace, the
+    batch layer's retirement once more (see the module docstring)."""
+
+    def __init__(self, trial: Trial, every: float, grace: float, log: Callable[[str], None]) -> None:
+        self.trial, self.every, self.grace, self.log = trial, every, grace, log
+        self.runs: list[dict[str, Any]] = []
+        self.retirements: list[dict[str, Any]] = []
+        self.first_publish: float | None = None
+        self._next_run: float | None = None
+        self._retire_at: float | None = None
+
+    def start(self, now: float) -> None:
+        self._next_run = now + self.every if self.every > 0 else None
+
+    def tick(self, now: float) -> None:
+        if self._next_run is not None and now >= self._next_run:
+            self._run()
+            self._next_run = max(self._next_run + self.every, time.time())  # a batch longer than the interval: next one now
+        if self._retire_at is not None and time.time() >= self._retire_at:
+            self._retire_at = None
+            self._retire()
+
+    def _run(self) -> None:
+        logs = self.trial.work / self.trial.name
+        began = time.time()
+        with open(logs / f"batch-{len(self.runs) + 1}.log", "wb") as out:
+            try:
+                finished = subprocess.run([sys.executable, "-m", "braid.cli", "batch", "run"], env=self.trial.env(),
+                                          stdout=out, stderr=subprocess.STDOUT, timeout=BATCH_TIMEOUT_SECONDS)  # fmt: skip
+                code = finished.returncode
+            except subprocess.TimeoutExpired:
+                code = None
+        ended = time.time()
+        version = self._served()
+        run = {"started": began, "seconds": round(ended - began, 1), "exit_code": code, "served_version": version}
+        self.runs.append(run)
+        if code == 0:
+            self.first_publish = self.first_publish or ended
+            self._retire_at = ended + self.grace + 5
+        self.log(f"soak: batch run {len(self.runs)}: {'version ' + str(version) + ' served' if code == 0 else f'FAILED (exit {code})'} "
+                 f"in {run['seconds']:.0f} s; log {logs / f'batch-{len(self.runs)}.log'}")  # fmt: skip
+
+    def _served(self) -> int | None:
+        from batch.cassandra_io import PIPELINE
+
+        row = self.trial.session.execute("SELECT version FROM batch_pointer WHERE pipeline = %s", (PIPELINE,)).one()
+        return row.version if row else None
+
+    def _retire(self) -> None:
+        from batch import stages
+        from batch.job import batch_context
+
+        began = time.time()
+        with batch_context(self.trial.settings, log=lambda message: None) as context:
+            deleted = stages.retire(context)
+        self.retirements.append({"at": began, "partitions_deleted": deleted})
+
+
+def soak(
+    base: Settings,
+    *,
+    rate: int,
+    minutes: float,
+    batch_every: float,
+    retire_grace: int,
+    sample_seconds: float,
+    producers: int,
+    output: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    from braid.bench_report import machine, versions
+
+    seconds = minutes * 60
+    work = base.home / "soak"
+    work.mkdir(parents=True, exist_ok=True)
+    trial = Trial(base, rate, seconds, work, producers, log, prefix="soak",
+                  overrides={"batch_retire_grace_seconds": str(retire_grace)})  # fmt: skip
+    log(f"soak: {rate:,} events/s for {minutes:g} min, batch every {batch_every:g} min ({trial.name}, logs in {work / trial.name})")
+    trial.start()
+    sizes = ServingTableSizes(trial.session, trial.settings.cassandra_keyspace, base.service_root / "cassandra" / "data" / "data")
+    memory = Sampler(trial.memory_probes(), period=5.0)
+    lags = Sampler({"lag": trial.lag}, period=2.0)
+    tables = Sampler({"scan_seconds": sizes.sample}, period=sample_seconds)
+    queries: list[tuple[float, float]] = []
+
+    def probe_query() -> None:
+        began = time.time()
+        trial.probe_visible(trial.http)
+        queries.append((began, (time.time() - began) * 1000))
+
+    prober = Sampler({"query": probe_query}, period=1.0)
+    schedule = BatchSchedule(trial, batch_every * 60, retire_grace, log)
+    produced: dict[str, Any] = {}
+    producer = threading.Thread(target=lambda: produced.update(summary=trial.produce(seconds, seed=rate)), daemon=True)
+    started = time.time()
+    try:
+        for sampler in (memory, lags, tables, prober):
+            sampler.start()
+        producer.start()
+        schedule.start(started)
+        next_note = started + 60
+        while producer.is_alive():
+            for process, what in ((trial.speed, "speed job"), (trial.api, "API")):
+                if process.poll() is not None:
+                    raise BraidError(f"soak: the {what} exited with {process.returncode} after {time.time() - started:.0f} s; see {work / trial.name}")
+            schedule.tick(time.time())
+            if time.time() >= next_note:
+                next_note += 60
+                lag = lags.samples["lag"][-1][1] if lags.samples["lag"] else None
+                log(f"soak: {(time.time() - started) / 60:.0f} of {minutes:g} min, lag {lag:,.0f} events" if lag is not None else "soak: no lag yet")
+            producer.join(timeout=1)
+        producing_until = time.time()
+        if "summary" not in produced:
+            raise BraidError(f"soak: the producer stopped without a summary; see {work / trial.name}")
+        drained_at = None
+        while time.time() < producing_until + 120:
+            last = lags.samples["lag"][-1] if lags.samples["lag"] else None
+            if last and last[0] > producing_until and last[1] == 0:
+                drained_at = last[0]
+                break
+            time.sleep(1)
+    finally:
+        for sampler in (prober, tables, lags, memory):
+            if sampler.is_alive():
+                sampler.stop()
+        trial.stop()
+    try:
+        ends = _topic_end_offsets(trial)
+        batches = list(trial.session.execute("SELECT input_rows FROM speed_batches WHERE job = 'speed'"))
+    finally:
+        trial.close()
+    summary = produced["summary"]
+    samples: dict[str, list[tuple[float, float]]] = {"lag": lags.samples["lag"]}
+    samples.update({f"memory.{name}": series for name, series in memory.samples.items()})
+    samples.update(sizes.samples)
+    samples["query_ms"] = queries
+    judged = verdicts(samples, started=started, producing_until=producing_until, rate=rate,
+                      trigger_seconds=trial.settings.speed_trigger_seconds, first_publish=schedule.first_publish)  # fmt: skip
+    failed_batches = [run for run in schedule.runs if run["exit_code"] != 0]
+    grew = sorted(name for name, verdict in judged.items() if verdict["flat"] is False)
+    report = {
+        "benchmark": "soak: the full path (producer -> Kafka -> speed -> Delta + Cassandra -> merged queries; batch runs) at a steady rate",
+        "machine": machine(),
+        "versions": versions(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "namespace": trial.name,
+        "settings": {
+            "rate": rate,
+            "minutes": minutes,
+            "batch_every_minutes": batch_every,
+            "retire_grace_seconds": retire_grace,
+            "sample_seconds": sample_seconds,
+            "event_bytes": EVENT_BYTES,
+            "producer_processes": producers,
+            "topic_partitions": base.topic_partitions,
+            "spark_master": base.spark_master,
+            "speed_trigger_seconds": trial.settings.speed_trigger_seconds,
+        },
+        "partition_sizes_by": "CQL: count(*) per partition (GROUP BY the partition key, and version for batch tables), a full scan per "
+        "table per sample; Cassandra's own figure from system_views.max_partition_size (whole MiB); data folder bytes. "
+        "nodetool tablestats is not used: the local node does not open JMX",
+        "rules": RULES,
+        "flat": not grew and not failed_batches,
+        "grew": grew,
+        "verdicts": judged,
+        "produced": summary.produced,
+        "producer_rate": round(summary.produced / summary.seconds, 1) if summary.seconds else None,
+        "topic_records": sum(ends),
+        "consumed": sum(batch.input_rows or 0 for batch in batches),
+        "drain_seconds": round(drained_at - producing_until, 1) if drained_at else None,
+        "batch_runs": [{**run, "started": round(run["started"] - started, 1)} for run in schedule.runs],
+        "failed_batch_runs": len(failed_batches),
+        "retirements": [{**entry, "at": round(entry["at"] - started, 1)} for entry in schedule.retirements],
+        "sampler_errors": {"lag": lags.errors, "memory": memory.errors, "tables": tables.errors, "queries": prober.errors},
+        "samples": {name: [(round(at - started, 1), value) for at, value in series] for name, series in samples.items()},
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def _topic_end_offsets(trial: Trial) -> list[int]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=trial.settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             **trial.security.client_config())  # fmt: skip
+    try:
+        return list(consumer.end_offsets(trial.partitions).values())
+    finally:
+        consumer.close()
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """One line per judged figure, then the batch runs and the accounting."""
+    lines = []
+    for name, verdict in report["verdicts"].items():
+        if verdict["flat"] is None:
+            state = "skipped"
+        else:
+            state = "flat" if verdict["flat"] else "GREW"
+        if "first_third_max" in verdict:
+            detail = f"first third max {verdict['first_third_max']:,.1f}, last third max {verdict['last_third_max']:,.1f}, allowed {verdict['allowed']:,.1f}"
+        else:
+            detail = verdict.get("reason", "")
+        lines.append(f"soak: {name:<42} {state:<7} ({detail}; {verdict['samples']} samples)")
+    runs = report["batch_runs"]
+    published = [run for run in runs if run["exit_code"] == 0]
+    lines.append(f"soak: batch runs {len(runs)}, published {len(published)}, failed {report['failed_batch_runs']}; "
+                 f"served version {published[-1]['served_version'] if published else None}")  # fmt: skip
+    lines.append(f"soak: produced {report['produced']:,} ({report['producer_rate']:,}/s), topic holds {report['topic_records']:,}, "
+                 f"speed consumed {report['consumed']:,}, drained {report['drain_seconds']} s after the producer stopped")  # fmt: skip
+    return lines
