@@ -688,10 +688,11 @@ def _unreachable(error: Exception) -> str | None:
     from kafka.errors import KafkaError
 
     from braid.cassandra import authentication_failure
+    from braid.errors import storage_failure
     from braid.kafka import KafkaSecurity, broker_answers, refused_message
 
     settings = load_settings()
-    refused = authentication_failure(error)
+    refused = authentication_failure(error) or storage_failure(error)
     if refused is not None:
         return refused
     security = KafkaSecurity.from_settings(settings)
