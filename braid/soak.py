@@ -305,7 +305,11 @@ def soak(
     prober = Sampler({"query": probe_query}, period=1.0)
     schedule = BatchSchedule(trial, batch_every * 60, retire_grace, log)
     produced: dict[str, Any] = {}
-    producer = threading.Thread(target=lambda: produced.update(summary=trial.produce(seconds, seed=rate)), daemon=True)
+    def produce() -> None:
+        produced["summary"] = trial.produce(seconds, seed=rate)
+        produced["until"] = time.time()  # the main loop may be waiting for a batch run when production ends
+
+    producer = threading.Thread(target=produce, daemon=True)
     started = time.time()
     try:
         for sampler in (memory, lags, tables, prober):
@@ -323,9 +327,9 @@ def soak(
                 lag = lags.samples["lag"][-1][1] if lags.samples["lag"] else None
                 log(f"soak: {(time.time() - started) / 60:.0f} of {minutes:g} min, lag {lag:,.0f} events" if lag is not None else "soak: no lag yet")
             producer.join(timeout=1)
-        producing_until = time.time()
         if "summary" not in produced:
             raise BraidError(f"soak: the producer stopped without a summary; see {work / trial.name}")
+        producing_until = produced["until"]
         drained_at = None
         while time.time() < producing_until + 120:
             last = lags.samples["lag"][-1] if lags.samples["lag"] else None
