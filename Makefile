@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup jars browser down lock clean
+.PHONY: demo test faults setup jars browser down lock clean
 
 demo: setup  ## start the local stack and run the main job on local defaults
 	$(BIN)/braid demo $(DEMO_ARGS)
 
 test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+faults: setup  ## only the fault suite (tests/faults; part of `make test` too)
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed jars browser
 

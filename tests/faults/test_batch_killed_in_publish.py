@@ -1,0 +1,141 @@
+"""The batch DAG's publish killed with SIGKILL half-way (rows of the new version written, the pointer not switched),
+then retried by Airflow itself: a reader polling all along only ever sees whole versions, the retry continues the
+same version rather than starting a second one, and the accounting holds (tests/faults/recovery.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from braid.cassandra import cluster_from_settings
+from schemas.contracts import rules
+from schemas.views import default_views
+from tests.batch.test_batch_job import Lake
+from tests.faults.recovery import assert_recovered, publish_batch, wait_for
+from tests.speed.oracle import expected_views
+from tests.speed.test_speed_job import Stream
+
+pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.spark]
+
+QUIET = {"log": lambda message: None, "max_restarts": 0, "handle_signals": False}
+SENT_A = 1500
+
+
+def _next_bucket(after: int) -> None:
+    seconds = rules().handoff_bucket_seconds
+    wait_for(lambda: time.time() // seconds > after, seconds + 5, "the next handoff bucket")
+
+
+def _kill_publish_stage() -> list[int]:
+    """SIGKILL every process of the running publish spark-submit (its JVM and its Python driver)."""
+    victims = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "batch/main.py" in command and " stage publish " in f"{command} ":
+            try:
+                os.kill(process.info["pid"], signal.SIGKILL)
+                victims.append(process.info["pid"])
+            except ProcessLookupError:
+                pass
+    return victims
+
+
+def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_path: Path) -> None:
+    from speed.main import run_speed
+
+    stream = Stream(services, tmp_path, seed=72, count=3000, max_offsets=5000)
+    stream.produce(SENT_A)
+    run_speed(stream.settings, once=True, **QUIET)
+    cutoff_a = stream.progress().last_bucket
+    first = publish_batch(spark, stream, "before-the-kill", cutoff_a)
+    _next_bucket(cutoff_a)  # B lands in later buckets than A
+    stream.produce(3000)
+    run_speed(stream.settings, once=True, **QUIET)
+    cutoff_b = stream.progress().last_bucket
+    _next_bucket(cutoff_b)
+    run_speed(stream.settings, once=True, **QUIET)  # nothing new: marks B's buckets complete, the DAG's default cutoff
+
+    def truth(sent: int) -> dict:
+        return expected_views(list({r.event["event_id"]: r.event for r in stream.records[:sent] if r.event}.values()), default_views())
+
+    expected = {cutoff_a: truth(SENT_A), cutoff_b: truth(3000)}
+    assert expected[cutoff_a] != expected[cutoff_b]
+    lake = Lake(stream, cutoff_a, cutoff_b, SENT_A)
+    seen, problems, errors, stop = [], [], [], threading.Event()
+
+    def reader() -> None:  # what a dashboard reads with its one session: the pointer, then that version's rows
+        cluster = cluster_from_settings(stream.settings)
+        session = cluster.connect(stream.settings.cassandra_keyspace)
+        try:
+            while not stop.is_set():
+                try:
+                    pointer = session.execute("SELECT version, cutoff FROM batch_pointer WHERE pipeline = 'views'").one()
+                    rows = Lake.rows(session, pointer.version)
+                except Exception as error:  # noqa: BLE001 - a timeout on a loaded machine is no answer, not a wrong one
+                    errors.append(str(error))
+                    continue
+                seen.append(pointer.version)
+                if rows != expected.get(pointer.cutoff):
+                    problems.append(f"version {pointer.version} (cutoff {pointer.cutoff}): {len(rows)} rows, not whole")
+                time.sleep(0.2)
+        finally:
+            cluster.shutdown()
+
+    airflow_home = tmp_path / "airflow"
+    env = {
+        **os.environ,
+        **stream.env,
+        "BRAID_BATCH_PUBLISH_CONCURRENCY": "1",  # a slow publish, so the kill lands inside it
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[2] / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    cluster = cluster_from_settings(stream.settings)
+    killed_version, victims = None, []
+    try:
+        session = cluster.connect(stream.settings.cassandra_keyspace)
+        newest = session.prepare("SELECT state, version FROM batch_versions WHERE pipeline = 'views' LIMIT 1")
+        count = session.prepare("SELECT count(*) FROM batch_views WHERE version = ? ALLOW FILTERING")
+        with open(tmp_path / "airflow.log", "wb") as out:
+            run = subprocess.Popen([airflow, "dags", "test", "braid_batch", "-c", json.dumps({})], env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 900
+        while killed_version is None and time.monotonic() < deadline and run.poll() is None:
+            row = session.execute(newest).one()
+            if row is not None and row.version > first.version and row.state == "publishing" and session.execute(count, (row.version,)).one()[0] > 0:
+                victims = _kill_publish_stage()  # rows of the new version are in Cassandra, the pointer not switched yet
+                killed_version = row.version
+                assert lake.served()[0] == first.version  # killed: the pointer never moved
+            time.sleep(0.05)
+        assert victims, f"the publish was not caught half-way:\n{(tmp_path / 'airflow.log').read_text()[-3000:]}"
+        assert run.wait(timeout=900) == 0, (tmp_path / "airflow.log").read_text()[-5000:]
+        wait_for(lambda: killed_version in seen, 30, "the reader to read the new version")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        cluster.shutdown()
+    assert problems == [] and len(seen) > 10 * len(errors), (problems, errors[:3])
+    assert set(seen) >= {first.version, killed_version}  # the reader saw both sides of the switch, each whole
+    version, cutoff, rows = lake.served()
+    assert (version, cutoff) == (killed_version, cutoff_b) and rows == expected[cutoff_b]  # the retry finished that version
+    with sqlite3.connect(airflow_home / "airflow.db") as db:  # Airflow's own record: publish failed once, then passed
+        tries = db.execute("SELECT try_number, state FROM task_instance WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()
+        failed = db.execute("SELECT try_number, state FROM task_instance_history WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()
+    assert tries == [(2, "success")] and failed == [(1, "failed")], (tries, failed)
+    sources = assert_recovered(spark, stream)
+    assert sources & {"batch", "both"}
