@@ -375,12 +375,27 @@ class SpeedJob:
                     self._mark_complete_until_now(time.time() * 1000)  # the query has stopped: nothing is in flight
                 return
             restarts += 1
-            message = storage_failure(failure) or (str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__)
+            message = storage_failure(failure) or failure_summary(failure)
             if max_restarts is not None and restarts > max_restarts:
                 raise BraidError(f"speed: the query failed {restarts} times; last: {message}")
             self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
             self._stop.wait(backoff_seconds)
 
+
+
+def failure_summary(failure: BaseException) -> str:
+    """One line saying what failed. An error raised in the micro-batch function reaches us through py4j as
+    "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):" and the frames;
+    the line that names the error (`cassandra.cluster.NoHostAvailable: ...`) is the first unindented one after them."""
+    lines = str(failure).strip().splitlines()
+    if not lines:
+        return type(failure).__name__
+    for index, line in enumerate(lines):
+        if line.rstrip().endswith("Traceback (most recent call last):"):
+            cause = next((later for later in lines[index + 1 :] if later.strip() and not later[0].isspace()), None)
+            if cause is not None:
+                return cause.strip()[:300]
+    return lines[0].strip()[:300]
 
 
 def install_signal_handlers(job: SpeedJob) -> None:
