@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 
 from braid.settings import Settings
 
@@ -52,6 +52,9 @@ def open_cluster(
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=connect_timeout,
+        # The driver's default backs off to 10 minutes: after a long outage the API would answer 503 for up to that
+        # long once the node is back. A node that went away is tried again every few seconds instead.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
     )
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from braid.cassandra import ensure_keyspace, replication_map
+from braid.cassandra import ensure_keyspace, open_cluster, replication_map
 
 pytestmark = pytest.mark.services
 
@@ -21,6 +21,12 @@ pytestmark = pytest.mark.services
 )
 def test_replication_map(replication, expected) -> None:
     assert replication_map(*replication) == expected
+
+
+def test_a_lost_node_is_retried_within_seconds_not_the_drivers_ten_minutes() -> None:
+    policy = open_cluster(["127.0.0.1"], 9042, local_datacenter="dc").reconnection_policy
+    delays = list(zip(range(20), policy.new_schedule()))
+    assert delays[0][1] <= 1.0 and max(delay for _, delay in delays) <= 5.0 and sum(delay for _, delay in delays) < 120
 
 
 def test_keyspace_is_created_with_the_replication_asked_for(cassandra_session) -> None:
