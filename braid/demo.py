@@ -8,7 +8,6 @@ merged answer against an independent aggregation of what the generator produced.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -218,6 +217,8 @@ def _check(queries, stream: _Stream, views, start: datetime, end: datetime, log)
     """Every view's merged top list against an aggregation of the generator's records in plain Python."""
     from collections import defaultdict
 
+    from braid.layout import view_key_text
+
     distinct = {r.event["event_id"]: r.event for r in stream.records if r.event is not None}
     ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "in": lambda a, b: a in b, "not_in": lambda a, b: a not in b,
            "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}  # fmt: skip
@@ -228,7 +229,7 @@ def _check(queries, stream: _Stream, views, start: datetime, end: datetime, log)
             payload = event["payload"]
             if event["event_type"] not in view.sources or not all(ops[c.op](payload.get(c.field), c.value) for c in view.filter):
                 continue
-            key = json.dumps([str(payload[d]) for d in view.dimensions], separators=(",", ":"), ensure_ascii=False)
+            key = view_key_text([str(payload[d]) for d in view.dimensions])  # spelt as stored: ties rank as served
             for metric in view.metrics:
                 value = 1 if metric.aggregate == "count" else payload.get(metric.field)
                 if value is None:
@@ -236,7 +237,7 @@ def _check(queries, stream: _Stream, views, start: datetime, end: datetime, log)
                 current = truth[key].get(metric.name)
                 truth[key][metric.name] = value if current is None else current + value if metric.aggregate in ("count", "sum") else (min if metric.aggregate == "min" else max)(current, value)
         answer = queries.top(view.name, start, end, n=queries.max_top, metric=view.metrics[0].name)
-        merged = {json.dumps(e.key, separators=(",", ":"), ensure_ascii=False): e.metrics for e in answer.entries}
+        merged = {view_key_text(e.key): e.metrics for e in answer.entries}
         expected = dict(sorted(truth.items(), key=lambda item: (-item[1].get(view.metrics[0].name, 0), item[0]))[: queries.max_top])
         keys += len(expected)
         if merged != expected:
