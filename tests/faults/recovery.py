@@ -25,7 +25,7 @@ from pathlib import Path
 from braid.producer import EventProducer
 from schemas.contracts import default_contracts
 from schemas.views import default_views
-from tests.speed.oracle import expected_views
+from tests.speed.oracle import expected_views, per_key_totals
 from tests.speed.test_speed_job import Stream, assert_matches_the_oracle
 
 
@@ -138,24 +138,6 @@ def landed(spark, stream: Stream) -> int:
 def caught_up(spark, stream: Stream) -> bool:
     """The speed layer has landed every record of a finished flow (the views are checked by `assert_recovered`)."""
     return landed(spark, stream) == stream.sent
-
-
-def per_key_totals(expected: dict, view) -> dict[str, dict]:
-    """The oracle's windows of one view rolled up per key over the whole range: what `top` answers."""
-    aggregates = {m.name: m.aggregate for m in view.metrics}
-    totals: dict[str, dict] = {}
-    for (name, key, _), metrics in expected.items():
-        if name != view.name:
-            continue
-        target = totals.setdefault(key, {})
-        for metric, value in metrics.items():
-            if metric not in target:
-                target[metric] = value
-            elif aggregates[metric] in ("count", "sum"):
-                target[metric] += value
-            else:
-                target[metric] = (min if aggregates[metric] == "min" else max)(target[metric], value)
-    return totals
 
 
 def assert_merged_answers_equal_the_truth(stream: Stream) -> set[str]:

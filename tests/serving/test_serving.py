@@ -22,7 +22,7 @@ from batch.stages import FULL
 from schemas.contracts import rules
 from schemas.views import default_views
 from serving.main import create_serving_app, open_queries
-from tests.speed.oracle import expected_views
+from tests.speed.oracle import expected_views, per_key_totals
 from tests.speed.test_speed_job import Stream, _wait
 
 pytestmark = [pytest.mark.services, pytest.mark.spark]
@@ -86,23 +86,6 @@ def _keys_by_size(expected: dict, view: str, count: int) -> list[str]:
     return sorted(windows, key=lambda k: (-windows[k], k))[:count]
 
 
-def _per_key(expected: dict, view) -> dict[str, dict]:
-    aggregates = {m.name: m.aggregate for m in view.metrics}
-    totals: dict[str, dict] = {}
-    for (name, key, _), metrics in expected.items():
-        if name != view.name:
-            continue
-        target = totals.setdefault(key, {})
-        for metric, value in metrics.items():
-            if metric not in target:
-                target[metric] = value
-            elif aggregates[metric] in ("count", "sum"):
-                target[metric] += value
-            else:
-                target[metric] = (min if aggregates[metric] == "min" else max)(target[metric], value)
-    return totals
-
-
 def test_series_equal_the_oracle_with_each_points_provenance(scene: Scene) -> None:
     expected, sources = scene.expected(), scene.expected_sources()
     assert set(sources.values()) == {"batch", "speed", "both"}  # the scene exercises every provenance
@@ -139,7 +122,7 @@ def test_top_equals_the_oracle_per_key(scene: Scene) -> None:
         for view in default_views().values():
             metric = next(m.name for m in view.metrics if m.aggregate == "count")
             answer = queries.top(view.name, scene.start, scene.end, n=1000, metric=metric)
-            totals = _per_key(expected, view)
+            totals = per_key_totals(expected, view)
             assert {json.dumps(e.key, separators=(",", ":"), ensure_ascii=False): e.metrics for e in answer.entries} == totals
             assert [e.value for e in answer.entries] == sorted((t[metric] for t in totals.values()), reverse=True)
             top3 = queries.top(view.name, scene.start, scene.end, n=3, metric=metric)
@@ -310,7 +293,7 @@ def test_the_dashboard_shows_the_merged_series_and_freshness_in_chromium(scene: 
 def test_a_publish_while_queries_run_causes_no_gap_and_no_double_count(spark, scene: Scene) -> None:
     expected = scene.expected()
     views = default_views()
-    totals = {name: _per_key(expected, view) for name, view in views.items()}
+    totals = {name: per_key_totals(expected, view) for name, view in views.items()}
     problems, versions, stop = [], [], threading.Event()
 
     def query_loop() -> None:
@@ -406,7 +389,7 @@ def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stre
             included = [r for r, (p, o) in zip(stream.records, coordinates) if o <= reach.get(p, -1)]
             distinct = {r.event["event_id"]: r.event for r in included if r.event is not None}
             by_offsets[key] = expected_views(list(distinct.values()), views)
-        expected = _per_key(by_offsets[key], views[view_name])
+        expected = per_key_totals(by_offsets[key], views[view_name])
         got = {json.dumps(e.key, separators=(",", ":"), ensure_ascii=False): e.metrics for e in answer.entries}
         assert got == expected, f"{view_name} at batch version {answer.freshness.batch_version}, speed batch {answer.freshness.speed_batch}"
 

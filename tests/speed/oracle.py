@@ -71,3 +71,21 @@ def merged_speed_rows(rows, views: dict[str, View]) -> dict[tuple[str, str, int]
             else:
                 target[name] = (min if aggregate == "min" else max)(target[name], value)
     return combined
+
+
+def per_key_totals(expected: dict, view) -> dict[str, dict]:
+    """The oracle's windows of one view rolled up per key over the whole range: what `top` answers."""
+    aggregates = {m.name: m.aggregate for m in view.metrics}
+    totals: dict[str, dict] = {}
+    for (name, key, _), metrics in expected.items():
+        if name != view.name:
+            continue
+        target = totals.setdefault(key, {})
+        for metric, value in metrics.items():
+            if metric not in target:
+                target[metric] = value
+            elif aggregates[metric] in ("count", "sum"):
+                target[metric] += value
+            else:
+                target[metric] = (min if aggregates[metric] == "min" else max)(target[metric], value)
+    return totals
