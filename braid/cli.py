@@ -350,12 +350,17 @@ def _soak(args: argparse.Namespace) -> int:
         raise BraidError(f"soak: --batch-every must be 0 (no batch runs) or more, got {args.batch_every:g}")
     if args.sample_seconds <= 0:
         raise BraidError(f"soak: --sample-seconds must be more than 0, got {args.sample_seconds:g}")
+    if args.full_every < 0:
+        raise BraidError(f"soak: --full-every must be 0 (only the first run in full) or more, got {args.full_every}")
+    if not 0 <= args.batch_nice <= 19:
+        raise BraidError(f"soak: --batch-nice must be 0 to 19, got {args.batch_nice}")
     rate = args.rate or default_rate(Path(args.bench))
     settings = load_settings()
     local.up(settings)
     report = soak(
         settings, rate=rate, minutes=args.minutes, batch_every=args.batch_every, retire_grace=args.retire_grace,
-        sample_seconds=args.sample_seconds, producers=args.producers, output=Path(args.output),
+        sample_seconds=args.sample_seconds, producers=args.producers, output=Path(args.output), full_every=args.full_every,
+        batch_nice=args.batch_nice,
     )  # fmt: skip
     for line in summary_lines(report):
         print(line)
@@ -615,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--rate", type=_positive, default=None, help="events/s (default: half the sustained rate in --bench)")
     soak.add_argument("--minutes", type=float, default=30.0, help="minutes of production")
     soak.add_argument("--batch-every", type=float, default=5.0, help="minutes between batch runs in the soak's namespace (0: none)")
+    soak.add_argument("--full-every", type=int, default=0, help="every N-th batch run recomputes in full (0: only the first); the others are incremental")
+    soak.add_argument("--batch-nice", type=int, default=10, help="niceness added to the batch runs (0-19): the cores the speed layer leaves idle")
     soak.add_argument("--retire-grace", type=int, default=60, help="seconds a superseded version stays readable in the soak's namespace")
     soak.add_argument("--sample-seconds", type=float, default=30.0, help="seconds between samples of the serving tables' partitions")
     soak.add_argument("--producers", type=_positive, default=2, help="generator processes")

@@ -6,6 +6,13 @@ lake, checkpoints) on the running local stack, the generator's ~1 KB events thro
 On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the same namespace, its own
 process), so speed rows are retired after each published version, as in production.
 
+Batch runs as a frequent schedule would run them: incremental (`--incremental`: only the windows touched since the
+served version are recomputed), with a full recompute every `full_every`-th run (0: only the first, which has no
+version to start from), and at a lower CPU priority (`batch_nice`, added to the soak's own niceness). In production
+the batch layer has its own cores (a Spark cluster, `docker/`); on one machine the scheduler's priority is what stands
+in for that, so a batch run takes the cores the speed layer leaves idle instead of half of those it needs. The first
+soak ran full recomputes at equal priority: each one outgrew the last (202 -> 343 s) and the lag grew with them.
+
 Retirement in the soak. A publish retires the speed buckets covered by the oldest version a query may still read,
 which is the version it just superseded for `BRAID_BATCH_RETIRE_GRACE_SECONDS`; production lets the daily maintenance
 pass catch up, so speed rows live up to two batch intervals plus a day's worth at worst. The soak sets the namespace's
@@ -42,6 +49,7 @@ evidence.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -215,8 +223,9 @@ class BatchSchedule:
     """Every `every` seconds, `braid batch run` in the soak's namespace; after each publish and the retire grace, the
     batch layer's retirement once more (see the module docstring)."""
 
-    def __init__(self, trial: Trial, every: float, grace: float, log: Callable[[str], None]) -> None:
+    def __init__(self, trial: Trial, every: float, grace: float, log: Callable[[str], None], *, full_every: int = 0, nice: int = 0) -> None:
         self.trial, self.every, self.grace, self.log = trial, every, grace, log
+        self.full_every, self.nice = full_every, nice
         self.runs: list[dict[str, Any]] = []
         self.retirements: list[dict[str, Any]] = []
         self.first_publish: float | None = None
@@ -234,24 +243,34 @@ class BatchSchedule:
             self._retire_at = None
             self._retire()
 
+    def mode(self, number: int) -> str:
+        """`full` or `incremental` for the `number`-th run (from 1)."""
+        if number == 1 or (self.full_every and number % self.full_every == 0):
+            return "full"
+        return "incremental"
+
     def _run(self) -> None:
         logs = self.trial.work / self.trial.name
+        number = len(self.runs) + 1
+        mode = self.mode(number)
+        command = [sys.executable, "-m", "braid.cli", "batch", "run", *(["--incremental"] if mode == "incremental" else [])]
+        nice = self.nice
         began = time.time()
-        with open(logs / f"batch-{len(self.runs) + 1}.log", "wb") as out:
+        with open(logs / f"batch-{number}.log", "wb") as out:
             try:
-                finished = subprocess.run([sys.executable, "-m", "braid.cli", "batch", "run"], env=self.trial.env(),
-                                          stdout=out, stderr=subprocess.STDOUT, timeout=BATCH_TIMEOUT_SECONDS)  # fmt: skip
+                finished = subprocess.run(command, env=self.trial.env(), stdout=out, stderr=subprocess.STDOUT,
+                                          timeout=BATCH_TIMEOUT_SECONDS, preexec_fn=(lambda: os.nice(nice)) if nice else None)  # fmt: skip
                 code = finished.returncode
             except subprocess.TimeoutExpired:
                 code = None
         ended = time.time()
         version = self._served()
-        run = {"started": began, "seconds": round(ended - began, 1), "exit_code": code, "served_version": version}
+        run = {"started": began, "seconds": round(ended - began, 1), "mode": mode, "exit_code": code, "served_version": version}
         self.runs.append(run)
         if code == 0:
             self.first_publish = self.first_publish or ended
             self._retire_at = ended + self.grace + 5
-        self.log(f"soak: batch run {len(self.runs)}: {'version ' + str(version) + ' served' if code == 0 else f'FAILED (exit {code})'} "
+        self.log(f"soak: batch run {len(self.runs)} ({mode}): {'version ' + str(version) + ' served' if code == 0 else f'FAILED (exit {code})'} "
                  f"in {run['seconds']:.0f} s; log {logs / f'batch-{len(self.runs)}.log'}")  # fmt: skip
 
     def _served(self) -> int | None:
@@ -277,6 +296,8 @@ def soak(
     minutes: float,
     batch_every: float,
     retire_grace: int,
+    full_every: int = 0,
+    batch_nice: int = 0,
     sample_seconds: float,
     producers: int,
     output: Path,
@@ -303,7 +324,7 @@ def soak(
         queries.append((began, (time.time() - began) * 1000))
 
     prober = Sampler({"query": probe_query}, period=1.0)
-    schedule = BatchSchedule(trial, batch_every * 60, retire_grace, log)
+    schedule = BatchSchedule(trial, batch_every * 60, retire_grace, log, full_every=full_every, nice=batch_nice)
     produced: dict[str, Any] = {}
     def produce() -> None:
         produced["summary"] = trial.produce(seconds, seed=rate)
@@ -367,6 +388,8 @@ def soak(
             "minutes": minutes,
             "batch_every_minutes": batch_every,
             "retire_grace_seconds": retire_grace,
+            "full_every": full_every,
+            "batch_nice": batch_nice,
             "sample_seconds": sample_seconds,
             "event_bytes": EVENT_BYTES,
             "producer_processes": producers,

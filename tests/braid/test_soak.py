@@ -117,12 +117,25 @@ def test_the_default_rate_is_half_the_sustained_rate(tmp_path: Path) -> None:
         default_rate(tmp_path / "missing.json")
 
 
+def test_batch_runs_are_incremental_but_the_first_and_every_full_every_th() -> None:
+    from braid.soak import BatchSchedule
+
+    def modes(full_every: int) -> list[str]:
+        schedule = BatchSchedule(None, 60, 60, print, full_every=full_every)  # type: ignore[arg-type]
+        return [schedule.mode(number) for number in range(1, 8)]
+
+    assert modes(0) == ["full"] + ["incremental"] * 6
+    assert modes(3) == ["full", "incremental", "full", "incremental", "incremental", "full", "incremental"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--minutes", "0", "--rate", "10"], "soak: --minutes must be more than 0, got 0"),
         (["--batch-every", "-1", "--rate", "10"], "soak: --batch-every must be 0 (no batch runs) or more, got -1"),
         (["--bench", "/nowhere/ingest.json"], "soak: /nowhere/ingest.json not found"),
+        (["--batch-nice", "20", "--rate", "10"], "soak: --batch-nice must be 0 to 19, got 20"),
+        (["--full-every", "-2", "--rate", "10"], "soak: --full-every must be 0 (only the first run in full) or more, got -2"),
     ],
 )
 def test_the_command_refuses_bad_arguments_in_one_line(arguments, message, capsys) -> None:
@@ -138,7 +151,7 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
     from braid.soak import soak
 
     output = tmp_path / "soak.json"
-    report = soak(services, rate=50, minutes=1.5, batch_every=0.75, retire_grace=5, sample_seconds=5.0, producers=1,
+    report = soak(services, rate=50, minutes=1.5, batch_every=0.75, retire_grace=5, sample_seconds=5.0, producers=1, batch_nice=5,
                   output=output, log=lambda message: None)  # fmt: skip
     assert json.loads(output.read_text())["verdicts"] == report["verdicts"]
     samples = report["samples"]
@@ -158,6 +171,9 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
 
     published = [run for run in report["batch_runs"] if run["exit_code"] == 0]
     assert published and published[-1]["served_version"] >= 1
+    # the first run computes in full (nothing to start from), the next ones incrementally, each published
+    assert [run["mode"] for run in report["batch_runs"]][:2] == ["full", "incremental"]
+    assert [run["exit_code"] for run in report["batch_runs"]][:2] == [0, 0]
     namespace = report["namespace"]
     cluster = cluster_from_settings(services)
     try:
