@@ -21,6 +21,7 @@ from functools import reduce
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,7 +34,17 @@ from schemas.contracts import Contract
 from schemas.views import View
 from speed import delta_io
 from speed.cassandra_io import SpeedStore
-from speed.transforms import classify, earlier_ids, master_rows, quarantine_rows, unique_events, with_ingestion
+from speed.seen import SeenIds
+from speed.transforms import (
+    classify,
+    earlier_copies,
+    horizon_hashes,
+    id_hashes,
+    master_rows,
+    quarantine_rows,
+    unique_events,
+    with_ingestion,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class MicroBatchWriter:
         self._lock = threading.Lock()
         progress = store.progress()
         self.complete_through = progress.complete_through if progress and progress.complete_through is not None else -1
+        self.seen = SeenIds(config.dedup_horizon_buckets)
         self._kinds = {
             (view.name, metric.name): metric_kind(metric, registry, view) for view in views.values() for metric in view.metrics
         }
@@ -131,6 +143,7 @@ class MicroBatchWriter:
             ).collect()
             stats = [row for row in figures if row.level == 0]
             if not stats:
+                self.seen.skipped(batch_id)
                 return
             whole = next(row for row in figures if row.level == 7)
             lap("classify")
@@ -151,24 +164,32 @@ class MicroBatchWriter:
             if by_reason and config.dead_letter_topic:
                 self._send_dead_letters(classified, batch_id)
             lap("quarantine")
-            unique = {}
-            for event_type, versions in self.registry.items():
-                rows = master_rows(classified, event_type, versions, batch_id)
-                if event_type not in present:  # no commit for a type the batch has none of (a replay skips it too)
-                    unique[event_type] = rows
-                    continue
-                path = delta_io.master_path(config.lake_root, event_type)
-                count = sum(row.rows for row in stats if row.reason is None and row.event_type == event_type)
-                delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id, rows=count)
-                # The batch's rows are computed again from the persisted classification rather than read back: the
-                # same offsets and batch timestamp give the same rows, so a replay sees what the first attempt wrote.
-                earlier = earlier_ids(spark.read.format("delta").load(path), batch_id, bucket, config.dedup_horizon_buckets)
-                unique[event_type] = unique_events(rows, earlier).persist()
-            lap("master")
+            if self.seen.next_batch != batch_id:
+                self._load_seen(spark, batch_id, bucket)
+                lap("dedup_index_load")
+            unique, cached, committed = {}, [], {}
             try:
+                for event_type, versions in self.registry.items():
+                    rows = master_rows(classified, event_type, versions, batch_id)
+                    if event_type not in present:  # no commit for a type the batch has none of (a replay skips it too)
+                        unique[event_type] = rows
+                        continue
+                    # Parsed once, then appended, hashed for the index and de-duplicated. On a replay the same offsets
+                    # and batch timestamp give the same rows, so it sees what the first attempt wrote.
+                    rows = rows.persist()
+                    cached.append(rows)
+                    path = delta_io.master_path(config.lake_root, event_type)
+                    count = sum(row.rows for row in stats if row.reason is None and row.event_type == event_type)
+                    delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id, rows=count)
+                    hashes = id_hashes(rows).toArrow()
+                    committed[event_type] = (hashes.column("handoff_bucket").to_numpy(), hashes.column("hash").to_numpy())
+                    unique[event_type] = unique_events(rows, self._earlier(spark, event_type, path, committed[event_type][1], batch_id, bucket))
+                    unique[event_type] = unique[event_type].persist()
+                    cached.append(unique[event_type])
+                lap("master")
                 rows = self._view_rows(unique, batch_id)
             finally:
-                for frame in unique.values():
+                for frame in cached:
                     frame.unpersist()
             lap("views")
             self.store.index_buckets({(row[0], row[1]) for row in rows})  # before the rows: a reader finds every bucket
@@ -189,6 +210,9 @@ class MicroBatchWriter:
             }
             self.advance_complete_through(bucket - 1)
             self.store.record_batch(batch_id, bucket, self.complete_through, summary)
+            for event_type, (buckets, hashes) in committed.items():
+                self.seen.add(event_type, buckets, hashes)
+            self.seen.committed(batch_id, bucket)
             self.log(
                 f"speed: batch {batch_id} (bucket {bucket}): {summary['input_rows']} records, {valid} valid, "
                 f"{summary['quarantined_rows']} quarantined, {written} view rows, freshness p50 {summary['freshness_p50_ms']} ms; "
@@ -196,6 +220,26 @@ class MicroBatchWriter:
             )
         finally:
             classified.unpersist()
+
+    def _load_seen(self, spark: SparkSession, batch_id: int, bucket: int) -> None:
+        """The de-duplication index for the batches before `batch_id`, from the master dataset (one scan of the horizon)."""
+        self.seen.reset(batch_id)
+        for event_type in self.registry:
+            master = delta_io.read_table(spark, delta_io.master_path(self.config.lake_root, event_type))
+            if master is None:
+                continue
+            entries = horizon_hashes(master, batch_id, bucket, self.config.dedup_horizon_buckets).toArrow()
+            self.seen.add(event_type, entries.column("handoff_bucket").to_numpy(), entries.column("hash").to_numpy())
+        self.log(f"speed: de-duplication index loaded for batch {batch_id}: {self.seen.size()} event ids within the horizon")
+
+    def _earlier(self, spark: SparkSession, event_type: str, path: str, hashes: np.ndarray, batch_id: int, bucket: int) -> DataFrame | None:
+        """The ids of this batch's events that an earlier batch within the horizon brought, or None when the index
+        holds none of their hashes (then Delta is not read at all)."""
+        held, buckets = self.seen.held(event_type, bucket, hashes)
+        if not len(held):
+            return None
+        candidates = spark.createDataFrame([(int(value),) for value in held.tolist()], "hash bigint")
+        return earlier_copies(spark.read.format("delta").load(path), batch_id, buckets, candidates)
 
     def _send_dead_letters(self, classified: DataFrame, batch_id: int) -> None:
         """Quarantined records to the dead-letter topic too, with the reason and their origin in headers.

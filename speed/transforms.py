@@ -111,19 +111,28 @@ def master_rows(classified: DataFrame, event_type: str, versions: dict[int, Cont
     )
 
 
-def unique_events(batch_events: DataFrame, earlier_event_ids: DataFrame) -> DataFrame:
+def unique_events(batch_events: DataFrame, earlier_event_ids: DataFrame | None) -> DataFrame:
     """Count each event_id once: the first copy within the batch (by Kafka position), and none already seen earlier."""
     first = Window.partitionBy("event_id").orderBy("kafka_partition", "kafka_offset")
     deduplicated = batch_events.withColumn("_copy", F.row_number().over(first)).where(F.col("_copy") == 1).drop("_copy")
-    return deduplicated.join(earlier_event_ids, on="event_id", how="left_anti")
+    if earlier_event_ids is None:
+        return deduplicated
+    return deduplicated.join(F.broadcast(earlier_event_ids), on="event_id", how="left_anti")
 
 
-def earlier_ids(master: DataFrame, batch_id: int, handoff_bucket: int, horizon_buckets: int) -> DataFrame:
-    """Event ids the master dataset got from earlier micro-batches within the de-duplication horizon."""
-    return (
-        master.where(
-            (F.col("speed_batch") < batch_id) & (F.col("handoff_bucket") >= handoff_bucket - horizon_buckets)
-        )
-        .select("event_id")
-        .distinct()
-    )
+def id_hashes(events: DataFrame) -> DataFrame:
+    """(handoff_bucket, hash): the de-duplication index's entry for each copy (`speed/seen.py`)."""
+    return events.select("handoff_bucket", F.xxhash64("event_id").alias("hash"))
+
+
+def horizon_hashes(master: DataFrame, batch_id: int, handoff_bucket: int, horizon_buckets: int) -> DataFrame:
+    """The index entries of the copies earlier micro-batches committed within the de-duplication horizon."""
+    earlier = (F.col("speed_batch") < batch_id) & (F.col("handoff_bucket") >= handoff_bucket - horizon_buckets)
+    return id_hashes(master.where(earlier))
+
+
+def earlier_copies(master: DataFrame, batch_id: int, buckets: list[int], hashes: DataFrame) -> DataFrame:
+    """The event ids, among those whose hash is in `hashes` (column `hash`), that earlier micro-batches committed to
+    the given handoff buckets: the exact check behind an index hit (a hash collision matches no id here)."""
+    earlier = master.where((F.col("speed_batch") < batch_id) & F.col("handoff_bucket").isin(buckets)).select("event_id")
+    return earlier.join(F.broadcast(hashes), F.xxhash64("event_id") == hashes["hash"], "left_semi").distinct()

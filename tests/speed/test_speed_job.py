@@ -123,10 +123,19 @@ def test_stream_lands_exactly_in_master_quarantine_and_views(spark, services, tm
 
     stream = Stream(services, tmp_path, seed=31, count=3000, max_offsets=1200, dead_letter=True)
     stream.produce(2000)
-    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
+    first: list[str] = []
+    run_speed(stream.settings, once=True, log=first.append, max_restarts=0, handle_signals=False)
     stream.produce(3000)  # a second run: duplicates of events from the first one must not be counted again
-    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
+    second: list[str] = []
+    run_speed(stream.settings, once=True, log=second.append, max_restarts=0, handle_signals=False)
     assert_matches_the_oracle(spark, stream)
+    # the de-duplication index is read from Delta once per run (then kept up to date batch by batch), and the second
+    # run's starts from what the first committed
+    assert sum(" records, " in line for line in first) >= 2, first  # 2,000 records in batches of 1,200 at most
+    for logs in (first, second):
+        assert sum("de-duplication index loaded" in line for line in logs) == 1, logs
+    loaded = next(line for line in second if "de-duplication index loaded" in line)
+    assert int(loaded.split(": ")[-1].split(" ")[0]) > 0
     from tests.braid.test_producer import consume_all
 
     dead = consume_all(services.kafka_bootstrap_servers, f"{stream.name}.dead")
