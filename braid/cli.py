@@ -620,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--rate", type=_positive, default=None, help="events/s (default: half the sustained rate in --bench)")
     soak.add_argument("--minutes", type=float, default=30.0, help="minutes of production")
     soak.add_argument("--batch-every", type=float, default=5.0, help="minutes between batch runs in the soak's namespace (0: none)")
-    soak.add_argument("--full-every", type=int, default=0, help="every N-th batch run recomputes in full (0: only the first); the others are incremental")
+    soak.add_argument("--full-every", type=int, default=1, help="every N-th batch run recomputes in full, the others incrementally (0: only the first)")
     soak.add_argument("--batch-nice", type=int, default=10, help="niceness added to the batch runs (0-19): the cores the speed layer leaves idle")
     soak.add_argument("--retire-grace", type=int, default=60, help="seconds a superseded version stays readable in the soak's namespace")
     soak.add_argument("--sample-seconds", type=float, default=30.0, help="seconds between samples of the serving tables' partitions")

@@ -156,7 +156,9 @@ def kafka_spec(
         address=f"{host}:{port}",
         data_dir=root,
         marker=str(config),
-        command=jvm + [MAIN_CLASS, str(config)],
+        # The broker's heap touched once at start, as Cassandra's own jvm options do: its memory is then what it will
+        # stay at, not a figure that creeps up for an hour as the collector first uses each region.
+        command=[*jvm[:1], "-XX:+AlwaysPreTouch", *jvm[1:], MAIN_CLASS, str(config)],
         ports={"BRAID_KAFKA_BOOTSTRAP_SERVERS": (host, port), "BRAID_KAFKA_CONTROLLER_PORT": (host, controller_port)},
         prepare=prepare,
         probe=probe,
