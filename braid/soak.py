@@ -38,7 +38,11 @@ at most the largest of the first third plus a tolerance:
 - memory of each process: 10% of the first third's maximum, at least 64 MiB (a JVM touches its heap gradually);
 - speed-view rows (largest partition, total) and batch-view-window rows (largest partition): 25%, at least 100 rows
   (the speed rows are a saw-tooth between retirements, sampled at `sample_seconds`; a leak doubles them within a run);
-- versions side by side in a batch partition: no tolerance (a publish deletes the versions no reader can need: two at most).
+- versions side by side in a batch partition: at most two, at every sample (the served version and the one it
+  replaced, readable for the grace; a publish deletes the older ones). A bound, not a comparison of thirds: a run
+  whose first third saw only the first version would otherwise call the second one growth;
+- batch-view-window rows: the rows of one version of the largest partition (the thirds rule), since a partition's
+  rows are that times the versions side by side.
 
 Maxima rather than means because every healthy figure here is a saw-tooth. Reported but not judged: the rows of the
 largest `batch_views` partition (one key's windows of a day span: it grows with the minutes the run covers, by
@@ -68,7 +72,7 @@ WARMUP_FRACTION = 0.1
 MIN_SAMPLES = 6
 MEMORY_TOLERANCE = (0.10, 64.0)  # (fraction of the first third's maximum, at least this many MiB)
 ROWS_TOLERANCE = (0.25, 100.0)
-VERSIONS_TOLERANCE = (0.0, 0.0)
+LIVE_VERSIONS = 2  # the served version and the one it replaced, while the grace lasts (the soak's grace < its batch interval)
 BATCH_TIMEOUT_SECONDS = 1800
 
 # Serving tables: partition key columns, and the clustering column that holds versions side by side (if any).
@@ -77,13 +81,14 @@ SERVING_TABLES = {
     "batch_views": (("view_name", "key", "span_start"), "version"),
     "batch_view_windows": (("view_name", "window_start"), "version"),
 }
-# figure -> tolerance; the figures of the serving tables that the verdict judges (the others are reported only)
+# figure -> tolerance (fraction, minimum) for the thirds rule, or a bound every sample must keep; the figures of the
+# serving tables that the verdict judges (the others are reported only)
 JUDGED_PARTITION_FIGURES = {
     "speed_views.largest_partition_rows": ROWS_TOLERANCE,
-    "speed_views.rows_in_retired_buckets": VERSIONS_TOLERANCE,
-    "batch_views.versions_per_partition": VERSIONS_TOLERANCE,
-    "batch_view_windows.largest_partition_rows": ROWS_TOLERANCE,
-    "batch_view_windows.versions_per_partition": VERSIONS_TOLERANCE,
+    "speed_views.rows_in_retired_buckets": 0,
+    "batch_views.versions_per_partition": LIVE_VERSIONS,
+    "batch_view_windows.largest_version_rows": ROWS_TOLERANCE,
+    "batch_view_windows.versions_per_partition": LIVE_VERSIONS,
 }
 
 RULES = {
@@ -92,8 +97,8 @@ RULES = {
     "lag": "braid.bench_ingest.lag_grew: 30 s warm-up, tolerance one trigger interval's worth of events at the rate",
     "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB",
     "rows": f"tolerance {ROWS_TOLERANCE[0]:.0%} of the first third's max, at least {ROWS_TOLERANCE[1]:.0f} rows",
-    "versions": "no tolerance",
-    "retired": "speed_views.rows_in_retired_buckets: no tolerance (a retired bucket holds no rows)",
+    "versions": f"at most {LIVE_VERSIONS} at every sample (a bound, not thirds)",
+    "retired": "speed_views.rows_in_retired_buckets: 0 at every sample (a retired bucket holds no rows)",
     "evidence": f"fewer than {MIN_SAMPLES} samples counts as grown",
     "not judged": "batch_views.largest_partition_rows (grows with the minutes covered, by design), speed_views.rows (the events since "
     "the oldest readable version's cutoff: it follows the batch schedule and run time), *.disk_bytes, *.max_partition_mib, *.rows of batch tables",
@@ -110,6 +115,14 @@ def figure_verdict(samples: list[tuple[float, float]], *, start: float, fraction
     first, last = max(values[:third]), max(values[-third:])
     allowed = first + max(fraction * first, minimum)
     return {"flat": last <= allowed, "samples": len(values), "first_third_max": first, "last_third_max": last, "allowed": round(allowed, 1)}
+
+
+def bound_verdict(samples: list[tuple[float, float]], *, start: float, bound: float) -> dict[str, Any]:
+    """Whether every sample at or after `start` stayed at or below `bound`."""
+    values = [value for at, value in samples if at >= start]
+    if len(values) < MIN_SAMPLES:
+        return {"flat": False, "samples": len(values), "reason": f"fewer than {MIN_SAMPLES} samples"}
+    return {"flat": max(values) <= bound, "samples": len(values), "max": max(values), "allowed": bound}
 
 
 def lag_verdict(samples: list[tuple[float, float]], producing_until: float, rate: float, trigger_seconds: float) -> dict[str, Any]:
@@ -144,7 +157,7 @@ def verdicts(
     for name, series in sorted(samples.items()):
         if name.startswith("memory."):
             judged[name] = figure_verdict(series, start=warmup, fraction=MEMORY_TOLERANCE[0], minimum=MEMORY_TOLERANCE[1])
-    for name, (fraction, minimum) in JUDGED_PARTITION_FIGURES.items():
+    for name, rule in JUDGED_PARTITION_FIGURES.items():
         if name.startswith("batch_"):
             if first_publish is None:
                 judged[name] = {"flat": None, "samples": 0, "reason": "no batch version was published"}
@@ -152,7 +165,10 @@ def verdicts(
             start = first_publish
         else:
             start = started
-        judged[name] = figure_verdict(samples.get(name, []), start=start, fraction=fraction, minimum=minimum)
+        if isinstance(rule, tuple):
+            judged[name] = figure_verdict(samples.get(name, []), start=start, fraction=rule[0], minimum=rule[1])
+        else:
+            judged[name] = bound_verdict(samples.get(name, []), start=start, bound=rule)
     return judged
 
 
@@ -194,10 +210,12 @@ class ServingTableSizes:
         statement = SimpleStatement(f"SELECT {group}, count(*) AS rows FROM {self.keyspace}.{table} GROUP BY {group}", fetch_size=5000)
         rows: dict[tuple, int] = {}
         kept: dict[tuple, int] = {}
+        largest_version = 0
         for row in self.session.execute(statement, timeout=120):
             partition = tuple(getattr(row, column) for column in partition_key)
             rows[partition] = rows.get(partition, 0) + row.rows
             kept[partition] = kept.get(partition, 0) + 1
+            largest_version = max(largest_version, row.rows)
         figures = {
             "partitions": float(len(rows)),
             "largest_partition_rows": float(max(rows.values(), default=0)),
@@ -205,6 +223,7 @@ class ServingTableSizes:
         }
         if versions:
             figures["versions_per_partition"] = float(max(kept.values(), default=0))
+            figures["largest_version_rows"] = float(largest_version)
         if "handoff_bucket" in partition_key:
             at = partition_key.index("handoff_bucket")
             through = self.retired_through
@@ -471,6 +490,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             state = "flat" if verdict["flat"] else "GREW"
         if "first_third_max" in verdict:
             detail = f"first third max {verdict['first_third_max']:,.1f}, last third max {verdict['last_third_max']:,.1f}, allowed {verdict['allowed']:,.1f}"
+        elif "max" in verdict:
+            detail = f"max {verdict['max']:,.1f}, allowed at most {verdict['allowed']:,.1f}"
         else:
             detail = verdict.get("reason", "")
         lines.append(f"soak: {name:<42} {state:<7} ({detail}; {verdict['samples']} samples)")

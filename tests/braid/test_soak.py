@@ -14,7 +14,6 @@ from braid.errors import BraidError
 from braid.soak import (
     MEMORY_TOLERANCE,
     ROWS_TOLERANCE,
-    VERSIONS_TOLERANCE,
     default_rate,
     figure_verdict,
     lag_verdict,
@@ -42,10 +41,10 @@ def series(values: list[float], every: float = 30.0, start: float = 0.0) -> list
         ([1000, 1100, 1200, 1300, 1400, 1500], MEMORY_TOLERANCE, 1100, 1500, 1210, False),
         # a small process: at least 64 MiB of tolerance
         ([100, 110, 120, 150, 160, 170], MEMORY_TOLERANCE, 110, 170, 174, True),
-        # versions side by side: one after the first publish, then two, level
-        ([1, 2, 2, 2, 2, 2, 2, 2, 2], VERSIONS_TOLERANCE, 2, 2, 2, True),
-        # versions piling up: no tolerance
-        ([1, 1, 1, 2, 2, 2, 3, 3, 3], VERSIONS_TOLERANCE, 1, 3, 1, False),
+        # no tolerance: level
+        ([1, 2, 2, 2, 2, 2, 2, 2, 2], (0.0, 0.0), 2, 2, 2, True),
+        # no tolerance: any growth
+        ([1, 1, 1, 2, 2, 2, 3, 3, 3], (0.0, 0.0), 1, 3, 1, False),
     ],
 )
 def test_figure_verdict_compares_the_maxima_of_the_first_and_last_thirds(values, tolerance, first, last, allowed, flat) -> None:
@@ -106,6 +105,13 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
     # with a publish at 100 s, batch figures are judged from there: no samples of them is not flat
     judged = verdicts(samples, started=0.0, producing_until=200.0, rate=10, trigger_seconds=2.0, first_publish=100.0)
     assert judged["batch_view_windows.versions_per_partition"]["flat"] is False
+    # versions side by side: a bound of two at every sample, whatever the first third saw
+    one_then_two = series([1.0] * 4 + [2.0] * 12, every=10.0, start=100.0)
+    samples.update({"batch_views.versions_per_partition": one_then_two,
+                    "batch_view_windows.versions_per_partition": series([1.0] * 15 + [3.0], every=10.0, start=100.0)})  # fmt: skip
+    judged = verdicts(samples, started=0.0, producing_until=200.0, rate=10, trigger_seconds=2.0, first_publish=100.0)
+    assert judged["batch_views.versions_per_partition"] == {"flat": True, "samples": 16, "max": 2.0, "allowed": 2}
+    assert judged["batch_view_windows.versions_per_partition"] == {"flat": False, "samples": 16, "max": 3.0, "allowed": 2}
 
 
 def test_the_default_rate_is_half_the_sustained_rate(tmp_path: Path) -> None:
@@ -171,7 +177,7 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
     assert samples["speed_views.retired_through_bucket"]
     assert [value for _, value in samples["speed_views.rows_in_retired_buckets"]] == [0.0] * len(samples["speed_views.rows_in_retired_buckets"])
     for verdict in report["verdicts"].values():
-        assert verdict["flat"] is not None and ("first_third_max" in verdict or "reason" in verdict)
+        assert verdict["flat"] is not None and ("first_third_max" in verdict or "max" in verdict or "reason" in verdict)
     assert report["machine"]["cores"] >= 1 and report["versions"]["pyspark"]
 
     published = [run for run in report["batch_runs"] if run["exit_code"] == 0]
