@@ -273,16 +273,15 @@ class BatchSchedule:
     def tick(self, now: float) -> None:
         """Start a due run in the background (the soak's loop keeps sampling and reporting meanwhile); one at a time,
         so a run longer than the interval is followed by the next one at once."""
+        if self._retire_at is not None and now >= self._retire_at:  # also while the next run computes: it reads no speed row
+            self._retire_at = None
+            self._retire()
         if self._worker is not None and self._worker.is_alive():
             return
         if self._next_run is not None and now >= self._next_run:
             self._next_run += self.every
             self._worker = threading.Thread(target=self._run, name="soak-batch", daemon=True)
             self._worker.start()
-            return
-        if self._retire_at is not None and now >= self._retire_at:
-            self._retire_at = None
-            self._retire()
 
     def finish(self) -> None:
         """Wait for the run in progress, if any."""

@@ -198,3 +198,26 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
     master = sum(spark.read.format("delta").load(str(path)).count() for path in (lake / "master").iterdir())
     quarantine = spark.read.format("delta").load(str(lake / "quarantine")).count()
     assert quarantine > 0 and master + quarantine == report["topic_records"]
+
+
+def test_retirement_is_not_held_back_by_a_batch_run_in_progress() -> None:
+    import threading
+
+    from braid.soak import BatchSchedule
+
+    schedule = BatchSchedule(None, 60, 60, print)  # type: ignore[arg-type]
+    retired, started = [], []
+    schedule._retire = lambda: retired.append(True)  # type: ignore[method-assign]
+    schedule._run = lambda: started.append(True)  # type: ignore[method-assign]
+    running = threading.Event()
+    schedule._worker = threading.Thread(target=running.wait, daemon=True)
+    schedule._worker.start()
+    schedule.start(now=0.0)
+    schedule._retire_at = 10.0
+    schedule.tick(100.0)  # a run is due too, but one is in progress: only the retirement happens
+    assert retired == [True] and started == []
+    running.set()
+    schedule._worker.join()
+    schedule.tick(100.0)
+    schedule._worker.join()
+    assert started == [True] and retired == [True]
