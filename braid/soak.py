@@ -183,11 +183,12 @@ class ServingTableSizes:
     def sample(self) -> float:
         """Take one sample of every figure; returns the seconds the scans took."""
         from batch.cassandra_io import RETIRE_JOB
+        from braid.cassandra_roles import quote_identifier
 
         began = time.time()
         figures: dict[str, float] = {}
         # read before the scan: retirement deletes a bucket's rows before it records the bucket as retired
-        retired = self.session.execute(f"SELECT complete_through FROM {self.keyspace}.pipeline_progress WHERE job = %s", (RETIRE_JOB,)).one()
+        retired = self.session.execute(f"SELECT complete_through FROM {quote_identifier(self.keyspace)}.pipeline_progress WHERE job = %s", (RETIRE_JOB,)).one()
         self.retired_through = retired.complete_through if retired else None
         for table, (partition_key, versions) in SERVING_TABLES.items():
             figures.update({f"{table}.{name}": value for name, value in self.count_rows(table, partition_key, versions).items()})
