@@ -80,12 +80,17 @@ def create_app(
 
     app.add_exception_handler(Refused, refusal_response)
 
-    @app.exception_handler(Exception)
     async def _unavailable(request: Request, error: Exception) -> JSONResponse:
-        reason = _unavailable_reason(error)
-        if reason is None:
-            return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
-        return JSONResponse({"error": reason}, status_code=503)
+        return JSONResponse({"error": _unavailable_reason(error)}, status_code=503)
+
+    # Registered per class, not under Exception: Starlette answers those in its exception middleware, where an outage
+    # is an expected 503 (no traceback per request in the log, and the latency histogram sees the answer).
+    for unavailable in _unavailable_errors():
+        app.add_exception_handler(unavailable, _unavailable)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
     @app.middleware("http")
     async def _timed(request: Request, call_next):
@@ -148,6 +153,14 @@ def create_app(
         return HTMLResponse(page)
 
     return app
+
+
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    """The Cassandra driver's errors that mean "not now" rather than "wrong": answered with 503 and a reason."""
+    from cassandra import OperationTimedOut, ReadTimeout, Unavailable
+    from cassandra.cluster import NoHostAvailable
+
+    return (NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable)
 
 
 def _unavailable_reason(error: Exception) -> str | None:
