@@ -46,6 +46,9 @@ class View:
     dimensions: tuple[str, ...]
     grain: str
     metrics: tuple[Metric, ...]
+    # The longest text each dimension can hold, from the contracts (maxLength), so that a query can refuse a longer
+    # key without a read; None where a contract sets no bound.
+    dimension_max_lengths: tuple[int | None, ...] = ()
 
     @property
     def grain_seconds(self) -> int:
@@ -80,10 +83,13 @@ def parse_view(data: dict[str, Any], where: str, registry: dict[str, dict[int, C
     if data["grain"] not in rules().grains:
         raise ContractError(f"{where}: grain {data['grain']!r} is not one of rules.toml's grains {list(rules().grains)}")
     dimensions = tuple(data["dimensions"])
+    max_lengths = []
     for dimension in dimensions:
         spec = _payload_field(where, contracts, dimension, "dimension")
         if spec.type not in ("string", "integer", "boolean") or not spec.required:
             raise ContractError(f"{where}: dimension {dimension!r} must be a required string, integer or boolean field")
+        lengths = [contract.field(dimension).max_length for contract in contracts] if spec.type == "string" else [None]
+        max_lengths.append(None if None in lengths else max(lengths))
     conditions = []
     for item in data.get("filter", []):
         spec = _payload_field(where, contracts, item.get("field"), "filter field")
@@ -112,7 +118,7 @@ def parse_view(data: dict[str, Any], where: str, registry: dict[str, dict[int, C
         metrics.append(Metric(name, aggregate, field))
     if not metrics:
         raise ContractError(f"{where}: a view needs at least one metric")
-    return View(data["name"], data.get("description", ""), sources, tuple(conditions), dimensions, data["grain"], tuple(metrics))
+    return View(data["name"], data.get("description", ""), sources, tuple(conditions), dimensions, data["grain"], tuple(metrics), tuple(max_lengths))
 
 
 def load_views(directory: Path = VIEWS_DIR, registry: dict[str, dict[int, Contract]] | None = None) -> dict[str, View]:

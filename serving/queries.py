@@ -114,8 +114,14 @@ class Queries:
 
     def _key(self, view: View, key: list[str] | str) -> str:
         parts = [key] if isinstance(key, str) else list(key)
-        if len(parts) != len(view.dimensions) or not all(isinstance(p, str) and 0 < len(p) <= 1024 for p in parts):
+        if len(parts) != len(view.dimensions) or not all(isinstance(p, str) and p for p in parts):
             raise QueryError(f"key must give {len(view.dimensions)} value(s) for {', '.join(view.dimensions)}; got {parts!r}")
+        # A value longer than its contract allows was never stored; beyond that, an event can hold nothing longer.
+        bounds = view.dimension_max_lengths or (None,) * len(parts)
+        for dimension, part, bound in zip(view.dimensions, parts, bounds):
+            bound = bound or self.rules.max_event_bytes
+            if len(part) > bound:
+                raise QueryError(f"key {dimension} is {len(part)} characters long; {view.name} holds at most {bound}")
         return view_key_text(parts)
 
     # -- freshness -------------------------------------------------------------------------------------------------

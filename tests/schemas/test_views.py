@@ -49,3 +49,20 @@ def test_bad_views_are_refused_with_the_reason(tmp_path: Path, mutate, message: 
     (tmp_path / "payments_by_merchant.json").write_text(json.dumps(view))
     with pytest.raises(ContractError, match=message):
         load_views(tmp_path, default_contracts())
+
+
+def test_dimension_bounds_come_from_every_source_version() -> None:
+    # The oracle reads the contract files themselves: the largest maxLength over the versions, None where one has none.
+    contracts = Path(__file__).parents[2] / "schemas/contracts"
+    for view in default_views().values():
+        expected = []
+        for dimension in view.dimensions:
+            specs = [
+                json.loads(path.read_text())["payload"]["properties"][dimension]
+                for source in view.sources
+                for path in sorted((contracts / source).glob("v*.json"))
+            ]
+            lengths = [spec.get("maxLength") for spec in specs] if specs[0]["type"] == "string" else [None]
+            expected.append(None if None in lengths else max(lengths))
+        assert view.dimension_max_lengths == tuple(expected), view.name
+    assert default_views()["page_views_by_url"].dimension_max_lengths == (2048,)

@@ -1,7 +1,8 @@
-"""The API during a Cassandra outage, without services: a store whose every read fails as the driver fails. Each
-query is a 503 naming the reason, answered by the app itself: the test client re-raises anything that escapes to
-Starlette's last-resort handler (the one that logs a traceback per request), so a pass shows none did. The outage
-with a real node killed and restarted is tests/faults/test_cassandra_killed.py."""
+"""The API's answers that need no service. During a Cassandra outage (a store whose every read fails as the driver
+fails), each query is a 503 naming the reason, answered by the app itself: the test client re-raises anything that
+escapes to Starlette's last-resort handler (the one that logs a traceback per request), so a pass shows none did. The
+outage with a real node killed and restarted is tests/faults/test_cassandra_killed.py. A key is refused only past
+what its contract allows."""
 
 from __future__ import annotations
 
@@ -50,3 +51,14 @@ def test_an_internal_error_is_still_a_500() -> None:
     client = TestClient(create_app(queries, tokens=ApiTokens(), pipeline=lambda: {}), raise_server_exceptions=False)
     response = client.get("/v1/views/page_views_by_url/top")
     assert (response.status_code, response.json()) == (500, {"error": "internal error: KeyError"})
+
+
+@pytest.mark.parametrize(("length", "status"), [(2048, 503), (2049, 400)])
+def test_a_key_may_be_as_long_as_its_contract_allows(length: int, status: int) -> None:
+    # page_view's url allows 2,048 characters: such a key reaches the store (here: an outage), a longer one is refused.
+    queries = Queries(store=FailingStore(NoHostAvailable("down", {})), views=default_views(), rules=rules())  # type: ignore[arg-type]
+    client = TestClient(create_app(queries, tokens=ApiTokens(), pipeline=lambda: {}))
+    response = client.get("/v1/views/page_views_by_url/series", params={"key": "u" * length})
+    assert response.status_code == status
+    if status == 400:
+        assert response.json() == {"error": f"key url is {length} characters long; page_views_by_url holds at most 2048"}
