@@ -21,15 +21,14 @@ ROWS_PER_FILE = 200_000
 # The columns Delta keeps min/max statistics of in the tables the speed layer creates: the ones readers filter by
 # (the batch layer's cutoff and the de-duplication look-up by handoff bucket and micro-batch; event time). By default
 # Delta takes the first 32 leaf columns, which are the event's payload: collected on every append and parsed for every
-# scan (15% of a micro-batch, measured), while the bucket and batch columns came after the cut. A name
-# a table lacks (event_time in the quarantine) is skipped.
+# scan (15% of a micro-batch, measured), while the bucket and batch columns came after the cut. Set per table when
+# the append creates it (a session-wide default would reach every table the session writes, which may lack them).
 STATS_COLUMNS = ("event_time", "handoff_bucket", "ingested_at", "speed_batch", "kafka_partition", "kafka_offset")
 
 SPEED_SESSION_CONF = {
     # Delta writes a checkpoint every 10 commits by default; at one commit per table per micro-batch that is a 2-3 s
     # stall every 10th batch. Every 100th instead: readers replay at most 100 small JSON commits.
     "spark.databricks.delta.properties.defaults.checkpointInterval": "100",
-    "spark.databricks.delta.properties.defaults.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
     # Spark caches 100 compiled classes by default. Every micro-batch plans new code (its id and timestamp are
     # literals in it) and Delta's log handling brings many more, so the cache thrashed and tasks recompiled the same
     # projections batch after batch (17% of a micro-batch, measured). Static: set at session start.
@@ -49,6 +48,7 @@ def append_once(frame: DataFrame, path: str, *, app_id: str, batch_id: int, rows
         .option("txnAppId", app_id)
         .option("txnVersion", batch_id)
         .option("mergeSchema", "true")  # a new optional field in a new contract version extends the table
+        .option("delta.dataSkippingStatsColumns", ",".join(name for name in STATS_COLUMNS if name in frame.columns))
         .partitionBy("ingest_date")
         .save(path)
     )
