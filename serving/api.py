@@ -164,11 +164,10 @@ def _unavailable_errors() -> tuple[type[Exception], ...]:
 
 
 def _unavailable_reason(error: Exception) -> str | None:
-    from cassandra import OperationTimedOut, ReadTimeout, Unavailable
     from cassandra.cluster import NoHostAvailable
 
     if isinstance(error, NoHostAvailable):
         return "cassandra: no node answers; the answer cannot be read right now"
-    if isinstance(error, (OperationTimedOut, ReadTimeout, Unavailable)):
+    if isinstance(error, _unavailable_errors()):
         return f"cassandra: {type(error).__name__}; try again"
     return None
