@@ -211,9 +211,9 @@ class Trial:
         finally:
             cluster.shutdown()
 
-    def probe_visible(self, http) -> None:
+    def probe_visible(self, http, start: str = "-2h") -> None:
         # The merged query's answer names the newest speed micro-batch it includes; every batch up to it is visible.
-        answer = http.get("/v1/views/page_views_by_country/top", params={"n": 3, "start": "-2h"})
+        answer = http.get("/v1/views/page_views_by_country/top", params={"n": 3, "start": start})
         if answer.status_code != 200:
             return
         newest = answer.json()["freshness"]["speed_batch"]
@@ -258,13 +258,17 @@ class Trial:
             self.close()
             raise
 
+    def speed_jvm_pids(self) -> list[int]:
+        """The speed job's driver JVM (in local mode its executor too), found afresh: the job may restart it."""
+        return _tree(self.speed.pid, _is_java)
+
     def memory_probes(self) -> dict[str, Callable[[], float | None]]:
         """Resident memory (MiB) of each process of the path: the services, the speed job's JVM and Python, the API."""
         pids, speed, api = self.service_pids, self.speed, self.api
         return {
             "kafka": _rss(lambda: [pids["kafka"]] if pids.get("kafka") else []),
             "cassandra": _rss(lambda: [pids["cassandra"]] if pids.get("cassandra") else []),
-            "spark_driver_jvm": _rss(lambda: _tree(speed.pid, _is_java)),
+            "spark_driver_jvm": _rss(self.speed_jvm_pids),
             "speed_python": _rss(lambda: _tree(speed.pid, _is_python)),
             "api": _rss(lambda: [api.pid]),
         }

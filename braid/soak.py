@@ -2,8 +2,8 @@
 
 Not part of CI. It reuses the ingest benchmark's trial (`braid/bench_ingest.py`): a fresh namespace (topic, keyspace,
 lake, checkpoints) on the running local stack, the generator's ~1 KB events through the producer library into Kafka,
-`braid speed run` and `braid serve` as their own processes, a prober asking the API's merged `top` query every second.
-On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the same namespace, its own
+`braid speed run` and `braid serve` as their own processes, a prober asking the API's merged `top` query over the last
+ten minutes every second. On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the same namespace, its own
 process), so speed rows are retired after each published version, as in production.
 
 Batch runs are full recomputes (`full_every` 1); with `full_every` N > 1 only every N-th is, the others incremental
@@ -22,7 +22,8 @@ retirement (`batch.stages.retire`) again once the grace has passed after each pu
 in the same state and the thirds of the run can be compared.
 
 Sampled: the lag (Kafka's end offsets minus the newest committed micro-batch's offsets, every 2 s), the resident memory
-of each process (Kafka, Cassandra, the Spark driver JVM, the speed job's Python processes, the API; every 5 s), and
+of each process (Kafka, Cassandra, the Spark driver JVM, the speed job's Python processes, the API; every 5 s), the
+driver JVM's live heap (every 2 min), and
 the serving tables (every `sample_seconds`): per table the number of partitions, the rows of the largest partition,
 the rows in total and, for the versioned batch tables, the most versions side by side in one partition, counted with
 CQL (`SELECT <partition key>, count(*) ... GROUP BY <partition key>[, version]`, a full scan, timed); the bytes of the
@@ -35,7 +36,11 @@ first publish) are cut into thirds by count; the figure stayed **flat** when the
 at most the largest of the first third plus a tolerance:
 
 - lag: `braid.bench_ingest.lag_grew`, the benchmark's rule (one trigger interval's worth of events);
-- memory of each process: 10% of the first third's maximum, at least 64 MiB (a JVM touches its heap gradually);
+- memory of each process: 10% of the first third's maximum, at least 64 MiB (a JVM touches its heap gradually). The
+  Spark driver JVM is judged by two figures instead of its resident set, which follows G1's sizing of the heap
+  (`braid/jvm/memory.py`): its resident memory outside the Java heap (this rule), and its live heap, the heap a full
+  collection leaves, asked of it every two minutes (25%, at least 128 MiB: a collection in the middle of a
+  micro-batch keeps that batch alive). The pause each forced collection took is reported;
 - speed-view rows (largest partition, total) and batch-view-window rows (largest partition): 25%, at least 100 rows
   (the speed rows are a saw-tooth between retirements, sampled at `sample_seconds`; a leak doubles them within a run);
 - versions side by side in a batch partition: at most two, at every sample (the served version and the one it
@@ -66,14 +71,26 @@ from typing import Any
 
 from braid.bench_ingest import EVENT_BYTES, Sampler, Trial, lag_grew, steady_thirds
 from braid.errors import BraidError
+from braid.jvm.memory import HeapInfo, heap_info, live_heap, resident_outside
 from braid.settings import Settings
 
 WARMUP_FRACTION = 0.1
 MIN_SAMPLES = 6
 MEMORY_TOLERANCE = (0.10, 64.0)  # (fraction of the first third's maximum, at least this many MiB)
+# A full collection in the middle of a micro-batch keeps that batch's rows alive: up to ~20,000 events of ~1 KB at the
+# soak's rate, read, parsed and projected (~100 MiB); hence the larger floor for the live heap.
+LIVE_HEAP_TOLERANCE = (0.25, 128.0)
+LIVE_HEAP_EVERY_SECONDS = 120.0  # a forced full collection of the driver's heap: one pause every two minutes
+# Resident sets reported, not judged: the driver JVM's follows G1's sizing of the heap (see braid/jvm/memory.py); its
+# heap after a full collection and its memory outside the heap are judged instead.
+UNJUDGED_MEMORY = frozenset({"memory.spark_driver_jvm"})
 ROWS_TOLERANCE = (0.25, 100.0)
 LIVE_VERSIONS = 2  # the served version and the one it replaced, while the grace lasts (the soak's grace < its batch interval)
 BATCH_TIMEOUT_SECONDS = 1800
+# The prober's query covers a sliding ten minutes, so every query does the same work once the run is ten minutes old
+# and spans the batch cutoff (a batch every 5 min). The benchmark's two hours would cover the whole run: each answer
+# reads more windows than the one before, and the API's memory would follow the run's age, not a leak.
+QUERY_RANGE = "-10m"
 
 # Serving tables: partition key columns, and the clustering column that holds versions side by side (if any).
 SERVING_TABLES = {
@@ -95,12 +112,16 @@ RULES = {
     "thirds": "samples after the figure's start cut into thirds by count; flat when max(last third) <= max(first third) + tolerance",
     "start": f"the run's first {WARMUP_FRACTION:.0%} is warm-up; batch-table figures start at the first publish",
     "lag": "braid.bench_ingest.lag_grew: 30 s warm-up, tolerance one trigger interval's worth of events at the rate",
-    "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB",
+    "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB; the Spark driver "
+    "JVM by its resident memory outside the Java heap (memory.spark_driver_jvm_outside_heap) and its live heap, not its whole RSS",
+    "live heap": f"live_heap.spark_driver_jvm: the heap a full collection leaves (jcmd GC.run, GC.heap_info) every "
+    f"{LIVE_HEAP_EVERY_SECONDS:.0f} s; tolerance {LIVE_HEAP_TOLERANCE[0]:.0%} of the first third's max, at least {LIVE_HEAP_TOLERANCE[1]:.0f} MiB",
     "rows": f"tolerance {ROWS_TOLERANCE[0]:.0%} of the first third's max, at least {ROWS_TOLERANCE[1]:.0f} rows",
     "versions": f"at most {LIVE_VERSIONS} at every sample (a bound, not thirds)",
     "retired": "speed_views.rows_in_retired_buckets: 0 at every sample (a retired bucket holds no rows)",
     "evidence": f"fewer than {MIN_SAMPLES} samples counts as grown",
-    "not judged": "batch_views.largest_partition_rows (grows with the minutes covered, by design), speed_views.rows (the events since "
+    "not judged": "memory.spark_driver_jvm (G1 commits and returns heap with the load; bounded by -Xmx plus what is outside the heap), "
+    "batch_views.largest_partition_rows (grows with the minutes covered, by design), speed_views.rows (the events since "
     "the oldest readable version's cutoff: it follows the batch schedule and run time), *.disk_bytes, *.max_partition_mib, *.rows of batch tables",
 }
 
@@ -155,8 +176,10 @@ def verdicts(
     warmup = started + WARMUP_FRACTION * (producing_until - started)
     judged: dict[str, dict[str, Any]] = {"lag": lag_verdict(samples.get("lag", []), producing_until, rate, trigger_seconds)}
     for name, series in sorted(samples.items()):
-        if name.startswith("memory."):
+        if name.startswith("memory.") and name not in UNJUDGED_MEMORY:
             judged[name] = figure_verdict(series, start=warmup, fraction=MEMORY_TOLERANCE[0], minimum=MEMORY_TOLERANCE[1])
+        elif name.startswith("live_heap."):
+            judged[name] = figure_verdict(series, start=warmup, fraction=LIVE_HEAP_TOLERANCE[0], minimum=LIVE_HEAP_TOLERANCE[1])
     for name, rule in JUDGED_PARTITION_FIGURES.items():
         if name.startswith("batch_"):
             if first_publish is None:
@@ -239,6 +262,39 @@ class ServingTableSizes:
         for folder in (self.data_dir / self.keyspace).glob(f"{table}-*"):
             total += sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
         return float(total)
+
+
+class DriverHeap:
+    """The speed job's driver JVM: its live heap (after a full collection asked of it) and its resident memory
+    outside the Java heap. The JVM is looked up at each sample: the job may restart it."""
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial = trial
+        self.pauses: list[tuple[float, float]] = []  # (when, milliseconds the forced collection took)
+        self._heaps: dict[int, HeapInfo] = {}  # pid -> its heap's address range (reserved once, at start)
+
+    def _pid(self) -> int | None:
+        pids = self.trial.speed_jvm_pids()
+        return pids[0] if pids else None
+
+    def live(self) -> float | None:
+        pid = self._pid()
+        if pid is None:
+            return None
+        began = time.time()
+        info = live_heap(pid)
+        self.pauses.append((began, round((time.time() - began) * 1000, 1)))
+        self._heaps[pid] = info
+        return info.used_kib / 1024
+
+    def outside_heap(self) -> float | None:
+        pid = self._pid()
+        if pid is None:
+            return None
+        if pid not in self._heaps:
+            self._heaps[pid] = heap_info(pid)
+        info = self._heaps[pid]
+        return resident_outside(pid, info.start, info.end) / 2**20
 
 
 def default_rate(bench_report: Path) -> int:
@@ -359,14 +415,16 @@ def soak(
     log(f"soak: {rate:,} events/s for {minutes:g} min, batch every {batch_every:g} min ({trial.name}, logs in {work / trial.name})")
     trial.start()
     sizes = ServingTableSizes(trial.session, trial.settings.cassandra_keyspace, base.service_root / "cassandra" / "data" / "data")
-    memory = Sampler(trial.memory_probes(), period=5.0)
+    driver = DriverHeap(trial)
+    memory = Sampler({**trial.memory_probes(), "spark_driver_jvm_outside_heap": driver.outside_heap}, period=5.0)
+    heap = Sampler({"spark_driver_jvm": driver.live}, period=LIVE_HEAP_EVERY_SECONDS)
     lags = Sampler({"lag": trial.lag}, period=2.0)
     tables = Sampler({"scan_seconds": sizes.sample}, period=sample_seconds)
     queries: list[tuple[float, float]] = []
 
     def probe_query() -> None:
         began = time.time()
-        trial.probe_visible(trial.http)
+        trial.probe_visible(trial.http, start=QUERY_RANGE)
         queries.append((began, (time.time() - began) * 1000))
 
     prober = Sampler({"query": probe_query}, period=1.0)
@@ -379,7 +437,7 @@ def soak(
     producer = threading.Thread(target=produce, daemon=True)
     started = time.time()
     try:
-        for sampler in (memory, lags, tables, prober):
+        for sampler in (memory, heap, lags, tables, prober):
             sampler.start()
         producer.start()
         schedule.start(started)
@@ -408,7 +466,7 @@ def soak(
         tables.stop()
         sizes.sample()  # and the tables as that run (and its retirement) left them
     finally:
-        for sampler in (prober, tables, lags, memory):
+        for sampler in (prober, tables, lags, heap, memory):
             if sampler.is_alive():
                 sampler.stop()
         trial.stop()
@@ -420,6 +478,8 @@ def soak(
     summary = produced["summary"]
     samples: dict[str, list[tuple[float, float]]] = {"lag": lags.samples["lag"]}
     samples.update({f"memory.{name}": series for name, series in memory.samples.items()})
+    samples.update({f"live_heap.{name}": series for name, series in heap.samples.items()})
+    samples["forced_gc_ms.spark_driver_jvm"] = driver.pauses
     samples.update(sizes.samples)
     samples["query_ms"] = queries
     judged = verdicts(samples, started=started, producing_until=producing_until, rate=rate,
@@ -461,7 +521,7 @@ def soak(
         "batch_runs": [{**run, "started": round(run["started"] - started, 1)} for run in schedule.runs],
         "failed_batch_runs": len(failed_batches),
         "retirements": [{**entry, "at": round(entry["at"] - started, 1)} for entry in schedule.retirements],
-        "sampler_errors": {"lag": lags.errors, "memory": memory.errors, "tables": tables.errors, "queries": prober.errors},
+        "sampler_errors": {"lag": lags.errors, "memory": memory.errors, "live_heap": heap.errors, "tables": tables.errors, "queries": prober.errors},
         "samples": {name: [(round(at - started, 1), value) for at, value in series] for name, series in samples.items()},
     }
     output.parent.mkdir(parents=True, exist_ok=True)

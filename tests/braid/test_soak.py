@@ -89,6 +89,9 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
         "lag": lag,
         "memory.kafka": level,
         "memory.api": growing,
+        "memory.spark_driver_jvm": growing,  # reported only: G1 sizes the heap; judged by the two figures below
+        "memory.spark_driver_jvm_outside_heap": level,
+        "live_heap.spark_driver_jvm": series([300.0, 420.0, 380.0, 400.0, 350.0, 410.0, 300.0, 520.0, 400.0] * 2, every=10.0),
         "speed_views.largest_partition_rows": level,
         "speed_views.rows": growing,  # reported only: it follows the batch schedule
         "speed_views.rows_in_retired_buckets": series([0.0] * 14 + [10.0] * 6, every=10.0),  # rows a retirement left
@@ -98,6 +101,11 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
     assert judged["memory.kafka"]["flat"] is True
     # memory from the warm-up's end (20 s): 18 samples, thirds of 6; 500+50*7=850 against 500+50*19=1450
     assert (judged["memory.api"]["flat"], judged["memory.api"]["first_third_max"], judged["memory.api"]["last_third_max"]) == (False, 850, 1450)
+    assert "memory.spark_driver_jvm" not in judged and judged["memory.spark_driver_jvm_outside_heap"]["flat"] is True
+    # the live heap from 20 s: 16 samples, thirds of 5; 410 + max(25 %, 128 MiB) = 538 allows the last third's 520,
+    # which the memory rule (410 + 64) would not
+    assert {key: judged["live_heap.spark_driver_jvm"][key] for key in ("flat", "first_third_max", "last_third_max", "allowed")} == {
+        "flat": True, "first_third_max": 410.0, "last_third_max": 520.0, "allowed": 538.0}  # fmt: skip
     assert judged["speed_views.largest_partition_rows"]["flat"] is True
     assert "speed_views.rows" not in judged
     assert judged["speed_views.rows_in_retired_buckets"]["flat"] is False
@@ -163,8 +171,13 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
                   output=output, log=lambda message: None)  # fmt: skip
     assert json.loads(output.read_text())["verdicts"] == report["verdicts"]
     samples = report["samples"]
-    for figure in ("lag", "memory.kafka", "memory.cassandra", "memory.spark_driver_jvm", "memory.speed_python", "memory.api", "query_ms"):
+    for figure in ("lag", "memory.kafka", "memory.cassandra", "memory.spark_driver_jvm", "memory.speed_python", "memory.api", "query_ms",
+                   "memory.spark_driver_jvm_outside_heap", "live_heap.spark_driver_jvm", "forced_gc_ms.spark_driver_jvm"):
         assert samples[figure], figure
+    # the driver's live heap is part of its resident set, and so is what lies outside the heap
+    rss = max(value for _, value in samples["memory.spark_driver_jvm"])
+    assert 0 < samples["live_heap.spark_driver_jvm"][0][1] < rss
+    assert 0 < max(value for _, value in samples["memory.spark_driver_jvm_outside_heap"]) < rss
     for table in ("speed_views", "batch_views", "batch_view_windows"):
         for name in ("partitions", "largest_partition_rows", "rows", "disk_bytes", "max_partition_mib"):
             assert len(samples[f"{table}.{name}"]) >= 6, f"{table}.{name}"
