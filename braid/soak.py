@@ -36,7 +36,8 @@ first publish) are cut into thirds by count; the figure stayed **flat** when the
 at most the largest of the first third plus a tolerance:
 
 - lag: `braid.bench_ingest.lag_grew`, the benchmark's rule (one trigger interval's worth of events);
-- memory of each process: 10% of the first third's maximum, at least 64 MiB (a JVM touches its heap gradually). The
+- memory of each process, while the producer runs (an idle last third would flatter it): 10% of the first third's
+  maximum, at least 64 MiB (a JVM touches its heap gradually). The
   Spark driver JVM is judged by two figures instead of its resident set, which follows G1's sizing of the heap
   (`braid/jvm/memory.py`): its resident memory outside the Java heap (this rule), and its live heap, the heap a full
   collection leaves, asked of it every two minutes (25%, at least 128 MiB: a collection in the middle of a
@@ -110,7 +111,8 @@ JUDGED_PARTITION_FIGURES = {
 
 RULES = {
     "thirds": "samples after the figure's start cut into thirds by count; flat when max(last third) <= max(first third) + tolerance",
-    "start": f"the run's first {WARMUP_FRACTION:.0%} is warm-up; batch-table figures start at the first publish",
+    "start": f"the run's first {WARMUP_FRACTION:.0%} is warm-up; batch-table figures start at the first publish; memory figures end "
+    "with production (the serving tables are judged until the last batch run's retirement)",
     "lag": "braid.bench_ingest.lag_grew: 30 s warm-up, tolerance one trigger interval's worth of events at the rate",
     "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB; the Spark driver "
     "JVM by its resident memory outside the Java heap (memory.spark_driver_jvm_outside_heap) and its live heap, not its whole RSS",
@@ -126,10 +128,12 @@ RULES = {
 }
 
 
-def figure_verdict(samples: list[tuple[float, float]], *, start: float, fraction: float, minimum: float) -> dict[str, Any]:
-    """Whether one figure stayed flat: the max of the last third of the samples at or after `start` against the max of
-    the first third plus max(fraction x that max, minimum)."""
-    values = [value for at, value in samples if at >= start]
+def figure_verdict(
+    samples: list[tuple[float, float]], *, start: float, fraction: float, minimum: float, end: float = float("inf")
+) -> dict[str, Any]:
+    """Whether one figure stayed flat: the max of the last third of the samples in [start, end] against the max of the
+    first third plus max(fraction x that max, minimum)."""
+    values = [value for at, value in samples if start <= at <= end]
     if len(values) < MIN_SAMPLES:
         return {"flat": False, "samples": len(values), "reason": f"fewer than {MIN_SAMPLES} samples"}
     third = len(values) // 3
@@ -177,9 +181,9 @@ def verdicts(
     judged: dict[str, dict[str, Any]] = {"lag": lag_verdict(samples.get("lag", []), producing_until, rate, trigger_seconds)}
     for name, series in sorted(samples.items()):
         if name.startswith("memory.") and name not in UNJUDGED_MEMORY:
-            judged[name] = figure_verdict(series, start=warmup, fraction=MEMORY_TOLERANCE[0], minimum=MEMORY_TOLERANCE[1])
+            judged[name] = figure_verdict(series, start=warmup, end=producing_until, fraction=MEMORY_TOLERANCE[0], minimum=MEMORY_TOLERANCE[1])
         elif name.startswith("live_heap."):
-            judged[name] = figure_verdict(series, start=warmup, fraction=LIVE_HEAP_TOLERANCE[0], minimum=LIVE_HEAP_TOLERANCE[1])
+            judged[name] = figure_verdict(series, start=warmup, end=producing_until, fraction=LIVE_HEAP_TOLERANCE[0], minimum=LIVE_HEAP_TOLERANCE[1])
     for name, rule in JUDGED_PARTITION_FIGURES.items():
         if name.startswith("batch_"):
             if first_publish is None:

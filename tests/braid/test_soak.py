@@ -98,6 +98,10 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
     }
     judged = verdicts(samples, started=0.0, producing_until=200.0, rate=10, trigger_seconds=2.0, first_publish=None)
     assert judged["lag"]["flat"] is True
+    # memory is judged while the producer runs: a process whose memory grew, then fell when the load stopped, grew
+    idle_after = {**samples, "memory.kafka": series([500.0] * 10 + [900.0] * 10 + [500.0] * 10, every=10.0)}
+    verdict = verdicts(idle_after, started=0.0, producing_until=200.0, rate=10, trigger_seconds=2.0, first_publish=None)["memory.kafka"]
+    assert (verdict["flat"], verdict["samples"], verdict["last_third_max"]) == (False, 19, 900.0)
     assert judged["memory.kafka"]["flat"] is True
     # memory from the warm-up's end (20 s): 18 samples, thirds of 6; 500+50*7=850 against 500+50*19=1450
     assert (judged["memory.api"]["flat"], judged["memory.api"]["first_third_max"], judged["memory.api"]["last_third_max"]) == (False, 850, 1450)
