@@ -91,7 +91,8 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
         "memory.api": growing,
         "memory.spark_driver_jvm": growing,  # reported only: G1 sizes the heap; judged by the two figures below
         "memory.spark_driver_jvm_outside_heap": level,
-        "live_heap.spark_driver_jvm": series([300.0, 420.0, 380.0, 400.0, 350.0, 410.0, 300.0, 520.0, 400.0] * 2, every=10.0),
+        # what stays (300) plus a micro-batch in flight; one sample of the last third caught a large one
+        "live_heap.spark_driver_jvm": series([300.0, 720.0, 380.0, 600.0, 350.0, 410.0, 300.0, 1070.0, 430.0] * 2, every=10.0),
         "speed_views.largest_partition_rows": level,
         "speed_views.rows": growing,  # reported only: it follows the batch schedule
         "speed_views.rows_in_retired_buckets": series([0.0] * 14 + [10.0] * 6, every=10.0),  # rows a retirement left
@@ -106,10 +107,15 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
     # memory from the warm-up's end (20 s): 18 samples, thirds of 6; 500+50*7=850 against 500+50*19=1450
     assert (judged["memory.api"]["flat"], judged["memory.api"]["first_third_max"], judged["memory.api"]["last_third_max"]) == (False, 850, 1450)
     assert "memory.spark_driver_jvm" not in judged and judged["memory.spark_driver_jvm_outside_heap"]["flat"] is True
-    # the live heap from 20 s: 16 samples, thirds of 5; 410 + max(25 %, 128 MiB) = 538 allows the last third's 520,
-    # which the memory rule (410 + 64) would not
-    assert {key: judged["live_heap.spark_driver_jvm"][key] for key in ("flat", "first_third_max", "last_third_max", "allowed")} == {
-        "flat": True, "first_third_max": 410.0, "last_third_max": 520.0, "allowed": 538.0}  # fmt: skip
+    # the live heap from 20 s: 16 samples, thirds of 5, judged by their minima: [380, 600, 350, 410, 300] -> 300 and
+    # [350, 410, 300, 1070, 430] -> 300 (the maxima would call 1070 against 600 growth)
+    assert {key: judged["live_heap.spark_driver_jvm"][key] for key in ("flat", "first_third_min", "last_third_min", "allowed")} == {
+        "flat": True, "first_third_min": 300.0, "last_third_min": 300.0, "allowed": 428.0}  # fmt: skip
+    # a heap that keeps 40 MiB more every sample: its floor rises past the tolerance
+    leaking = series([300.0 + 40 * i + (500.0 if i % 3 else 0.0) for i in range(20)], every=10.0)
+    verdict = verdicts({**samples, "live_heap.spark_driver_jvm": leaking}, started=0.0, producing_until=200.0, rate=10,
+                       trigger_seconds=2.0, first_publish=None)["live_heap.spark_driver_jvm"]  # fmt: skip
+    assert (verdict["flat"], verdict["first_third_min"], verdict["last_third_min"], verdict["allowed"]) == (False, 420.0, 900.0, 548.0)
     assert judged["speed_views.largest_partition_rows"]["flat"] is True
     assert "speed_views.rows" not in judged
     assert judged["speed_views.rows_in_retired_buckets"]["flat"] is False
