@@ -3,8 +3,8 @@
 Not part of CI. It reuses the ingest benchmark's trial (`braid/bench_ingest.py`): a fresh namespace (topic, keyspace,
 lake, checkpoints) on the running local stack, the generator's ~1 KB events through the producer library into Kafka,
 `braid speed run` and `braid serve` as their own processes, a prober asking the API's merged `top` query over the last
-ten minutes every second. On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the same namespace, its own
-process), so speed rows are retired after each published version, as in production.
+ten minutes every second. On top of that, the batch layer runs every `batch_every` minutes (`braid batch run` in the
+same namespace, its own process), so speed rows are retired after each published version, as in production.
 
 Batch runs are full recomputes (`full_every` 1); with `full_every` N > 1 only every N-th is, the others incremental
 (`--incremental`: only the windows touched since the served version are recomputed; 0: only the first, which has no
@@ -23,8 +23,7 @@ in the same state and the thirds of the run can be compared.
 
 Sampled: the lag (Kafka's end offsets minus the newest committed micro-batch's offsets, every 2 s), the resident memory
 of each process (Kafka, Cassandra, the Spark driver JVM, the speed job's Python processes, the API; every 5 s), the
-driver JVM's live heap (every minute), and
-the serving tables (every `sample_seconds`): per table the number of partitions, the rows of the largest partition,
+driver JVM's live heap (every minute), and the serving tables (every `sample_seconds`): per table the number of partitions, the rows of the largest partition,
 the rows in total and, for the versioned batch tables, the most versions side by side in one partition, counted with
 CQL (`SELECT <partition key>, count(*) ... GROUP BY <partition key>[, version]`, a full scan, timed); the bytes of the
 table's data folder under the node's data directory; and Cassandra's own largest-partition figure from the virtual
@@ -37,8 +36,8 @@ at most the largest of the first third plus a tolerance:
 
 - lag: `braid.bench_ingest.lag_grew`, the benchmark's rule (one trigger interval's worth of events);
 - memory of each process, while the producer runs (an idle last third would flatter it): 10% of the first third's
-  maximum, at least 64 MiB (a JVM touches its heap gradually). The
-  Spark driver JVM is judged by two figures instead of its resident set, which follows G1's sizing of the heap
+  maximum, at least 64 MiB (a JVM touches its heap gradually). The Spark driver JVM is judged by two figures
+  instead of its resident set, which follows G1's sizing of the heap
   (`braid/jvm/memory.py`): its resident memory outside the Java heap (this rule), and its live heap, the heap a full
   collection leaves, asked of it every minute, judged by the least sample of each third instead of the largest (a
   collection in the middle of a micro-batch keeps that batch alive, so a sample is what stays plus what is in
