@@ -34,7 +34,12 @@ The verdict, per figure: the samples after its start (the run's first tenth is w
 first publish) are cut into thirds by count; the figure stayed **flat** when the largest value of the last third is
 at most the largest of the first third plus a tolerance:
 
-- lag: `braid.bench_ingest.lag_grew`, the benchmark's rule (one trigger interval's worth of events);
+- lag: the benchmark's thirds (`braid.bench_ingest.steady_thirds`) with 10% of the first third's maximum as tolerance,
+  at least one trigger interval's worth of events. The benchmark's own rule (that trigger interval alone) asks a
+  5-minute probe with nothing else running whether a rate is sustained; in the soak the lag's peaks are a whole
+  micro-batch (30-40 s of events at 4,000/s) whose length follows the batch runs sharing the cores, so two thirds'
+  peaks differ by more than 2 s of events with nothing falling behind (measured: +7.5% in one run, -41% in another),
+  while a job falling behind by 5% of the rate adds a fifth of a minute's events every minute;
 - memory of each process, while the producer runs (an idle last third would flatter it): 10% of the first third's
   maximum, at least 64 MiB (a JVM touches its heap gradually). The Spark driver JVM is judged by two figures
   instead of its resident set, which follows G1's sizing of the heap
@@ -70,13 +75,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from braid.bench_ingest import EVENT_BYTES, Sampler, Trial, lag_grew, steady_thirds
+from braid.bench_ingest import EVENT_BYTES, Sampler, Trial, steady_thirds
 from braid.errors import BraidError
 from braid.jvm.memory import HeapInfo, heap_info, live_heap, resident_outside
 from braid.settings import Settings
 
 WARMUP_FRACTION = 0.1
 MIN_SAMPLES = 6
+LAG_TOLERANCE_FRACTION = 0.10  # of the first third's largest lag; at least one trigger interval's worth of events
 MEMORY_TOLERANCE = (0.10, 64.0)  # (fraction of the first third's maximum, at least this many MiB)
 # The live heap is judged by its floor (the least sample of each third): a full collection in the middle of a
 # micro-batch keeps that batch alive, and at 4,000 events/s a micro-batch holds 100,000-160,000 events, so one sample
@@ -115,7 +121,8 @@ RULES = {
     "thirds": "samples after the figure's start cut into thirds by count; flat when max(last third) <= max(first third) + tolerance",
     "start": f"the run's first {WARMUP_FRACTION:.0%} is warm-up; batch-table figures start at the first publish; memory figures end "
     "with production (the serving tables are judged until the last batch run's retirement)",
-    "lag": "braid.bench_ingest.lag_grew: 30 s warm-up, tolerance one trigger interval's worth of events at the rate",
+    "lag": f"braid.bench_ingest.steady_thirds (30 s warm-up), tolerance {LAG_TOLERANCE_FRACTION:.0%} of the first third's max, "
+    "at least one trigger interval's worth of events at the rate",
     "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB; the Spark driver "
     "JVM by its resident memory outside the Java heap (memory.spark_driver_jvm_outside_heap) and its live heap, not its whole RSS",
     "live heap": f"live_heap.spark_driver_jvm: the heap a full collection leaves (jcmd GC.run, GC.heap_info) every "
@@ -156,19 +163,12 @@ def bound_verdict(samples: list[tuple[float, float]], *, start: float, bound: fl
 
 
 def lag_verdict(samples: list[tuple[float, float]], producing_until: float, rate: float, trigger_seconds: float) -> dict[str, Any]:
-    lags = [(at, int(value)) for at, value in samples]
-    grew = lag_grew(lags, producing_until, rate, trigger_seconds)
-    thirds = steady_thirds(lags, producing_until)
+    thirds = steady_thirds([(at, int(value)) for at, value in samples], producing_until)
     if thirds is None:
-        return {"flat": False, "samples": len(lags), "reason": f"fewer than {MIN_SAMPLES} samples while producing"}
-    first, last = thirds
-    return {
-        "flat": not grew,
-        "samples": len(first) * 3,
-        "first_third_max": max(first),
-        "last_third_max": max(last),
-        "allowed": round(max(first) + rate * trigger_seconds, 1),
-    }
+        return {"flat": False, "samples": len(samples), "reason": f"fewer than {MIN_SAMPLES} samples while producing"}
+    first, last = max(thirds[0]), max(thirds[1])
+    allowed = first + max(LAG_TOLERANCE_FRACTION * first, rate * trigger_seconds)
+    return {"flat": last <= allowed, "samples": len(thirds[0]) * 3, "first_third_max": first, "last_third_max": last, "allowed": round(allowed, 1)}
 
 
 def verdicts(

@@ -67,6 +67,15 @@ def test_too_few_samples_is_not_flat() -> None:
     assert verdict == {"flat": False, "samples": 5, "reason": "fewer than 6 samples"}
 
 
+@pytest.mark.parametrize(("last_peak", "flat"), [(10_700, True), (11_000, True), (11_100, False), (15_000, False)])
+def test_lag_verdict_allows_a_tenth_of_the_first_thirds_peak(last_peak: int, flat: bool) -> None:
+    # peaks of 10,000 then `last_peak`; one trigger's worth (800 events) is less than a tenth here, so 11,000 is the bound
+    times = [float(t) for t in range(0, 300, 2)]
+    lags = [(t, float(10_000 if t == 60 else last_peak if t == 250 else 1_000)) for t in times]
+    verdict = lag_verdict(lags, producing_until=300, rate=400, trigger_seconds=2.0)
+    assert (verdict["flat"], verdict["first_third_max"], verdict["last_third_max"], verdict["allowed"]) == (flat, 10_000, last_peak, 11_000)
+
+
 def test_lag_verdict_gives_the_benchmark_rule_and_its_numbers() -> None:
     rate, trigger = 1000, 2.0
     times = [float(t) for t in range(0, 300, 2)]
