@@ -76,7 +76,7 @@ def test_lag_verdict_allows_a_tenth_of_the_first_thirds_peak(last_peak: int, fla
     assert (verdict["flat"], verdict["first_third_max"], verdict["last_third_max"], verdict["allowed"]) == (flat, 10_000, last_peak, 11_000)
 
 
-def test_lag_verdict_gives_the_benchmark_rule_and_its_numbers() -> None:
+def test_lag_verdict_tells_a_sawtooth_from_a_growing_backlog_and_gives_its_numbers() -> None:
     rate, trigger = 1000, 2.0
     times = [float(t) for t in range(0, 300, 2)]
     sawtooth = [(t, float((t % 10) * rate)) for t in times]
