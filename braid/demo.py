@@ -59,6 +59,8 @@ class _Stream(threading.Thread):
 
 
 DEMO_KEYSPACE = "braid_demo"
+CATCH_UP_SECONDS = 300  # for the speed layer to read the last records after the generator stops
+DAG_RUN_TIMEOUT_SECONDS = 900  # one `airflow dags test braid_batch`: a few minutes on 2 cores; a hung run fails the demo
 
 
 def demo_environment(settings: Settings) -> dict[str, str]:
@@ -88,9 +90,13 @@ def _airflow_dag_run(settings: Settings, log: Callable[[str], None]) -> None:
     }
     airflow = str(Path(sys.executable).parent / "airflow")
     for command in ([airflow, "db", "migrate"], [airflow, "dags", "test", "braid_batch"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DAG_RUN_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise BraidError(f"demo: airflow {' '.join(command[1:])} did not end in {DAG_RUN_TIMEOUT_SECONDS} s (task logs under {home})") from None
         if done.returncode != 0:
-            raise BraidError(f"demo: {' '.join(command[1:])} failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+            last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise BraidError(f"demo: airflow {' '.join(command[1:])} failed (exit {done.returncode}): {last[0]} (task logs under {home})")
     from batch.job import batch_context
 
     with batch_context(settings, log=lambda m: None) as context:
@@ -109,7 +115,6 @@ def run_demo(settings: Settings, *, minutes: float = 2.0, rate: float = 500.0, k
     from braid.kafka import KafkaSecurity, create_topic
     from braid.migrations import load_migrations, migrate
     from braid.services import background, local
-    from schemas.views import default_views
     from serving.main import create_serving_app, open_queries
 
     began = _step(log, "checking the JVM jars (resolved from Maven Central the first time, a few minutes; cached after)")
@@ -136,56 +141,69 @@ def run_demo(settings: Settings, *, minutes: float = 2.0, rate: float = 500.0, k
     cluster.shutdown()
     log(f"demo: topic {settings.events_topic} and keyspace {settings.cassandra_keyspace} ready ({len(applied)} migrations applied now)")
     background.start_speed(settings)
-    log(f"demo: speed layer running in the background (log: {background.speed_spec(settings).log_file})")
-    views = default_views()
-    ok = False
-    with open_queries(settings) as queries:
-        server = uvicorn.Server(uvicorn.Config(create_serving_app(settings, queries), host=settings.serving_host, port=settings.serving_port, log_level="warning"))
-        api = threading.Thread(target=server.run, daemon=True)
-        api.start()
-        log(f"demo: dashboard and API at http://{settings.serving_host}:{settings.serving_port}/")
-        stream = _Stream(settings, rate, minutes * 60)
-        window_start = datetime.now(UTC) - timedelta(hours=4)
-        stream.start()
-        log(f"demo: the generator streams {len(stream.records):,} records at {rate:.0f}/s for {minutes:g} min (late, re-sent and malformed ones included)")
-        batch_done = False
-        while stream.is_alive():
-            time.sleep(15)
-            _report(queries, stream, log)
-            if not batch_done and stream.sent >= len(stream.records) // 2 and _has_complete_data(queries):
-                log("demo: half-way: Airflow runs the batch DAG once (snapshot gate, recompute, views gate, publish)")
-                _airflow_dag_run(settings, log)
-                batch_done = True
-        if not batch_done:
-            log("demo: the speed layer has no complete bucket yet; Airflow runs the batch DAG now")
-            _airflow_dag_run(settings, log)
-        if stream.error:
-            raise BraidError(f"demo: producing failed: {stream.error}")
-        _step(log, "all records produced; waiting for the speed layer to read them")
-        deadline = time.monotonic() + 300
-        while _consumed(queries) < len(stream.records) and time.monotonic() < deadline:
-            time.sleep(3)
-        _report(queries, stream, log)
-        end = datetime.now(UTC) + timedelta(minutes=10)
-        for view in views.values():
-            answer = queries.top(view.name, window_start, end, n=3, metric=view.metrics[0].name)
-            shown = ", ".join(f"{'/'.join(e.key)} {e.value} ({e.source})" for e in answer.entries)
-            log(f"demo: top {view.name} by {answer.metric}: {shown}")
-        ok = _check(queries, stream, views, window_start, end, log)
-        log(f"demo: dashboard at http://{settings.serving_host}:{settings.serving_port}/ ; {time.monotonic() - began:.0f} s in all")
-        if keep:
-            log("demo: --keep: everything stays up; Ctrl-C stops the API here, `braid down` stops the rest")
+    try:
+        log(f"demo: speed layer running in the background (log: {background.speed_spec(settings).log_file})")
+        with open_queries(settings) as queries:
+            server = uvicorn.Server(uvicorn.Config(create_serving_app(settings, queries), host=settings.serving_host, port=settings.serving_port, log_level="warning"))
+            api = threading.Thread(target=server.run, daemon=True)
+            api.start()
             try:
-                api.join()
-            except KeyboardInterrupt:
-                pass
-        server.should_exit = True
-        api.join(timeout=10)
-    if not keep:
-        background.stop_speed(settings)
-        if started_services:
-            local.down(settings, log=lambda m: log(f"  {m}"))
+                log(f"demo: dashboard and API at http://{settings.serving_host}:{settings.serving_port}/")
+                ok = _stream_batch_and_check(settings, queries, minutes, rate, log)
+                log(f"demo: dashboard at http://{settings.serving_host}:{settings.serving_port}/ ; {time.monotonic() - began:.0f} s in all")
+                if keep:
+                    log("demo: --keep: everything stays up; Ctrl-C stops the API here, `braid down` stops the rest")
+                    try:
+                        api.join()
+                    except KeyboardInterrupt:
+                        pass
+            finally:
+                server.should_exit = True
+                api.join(timeout=10)
+    finally:
+        # Also when the demo fails: a speed job left behind would hold the cores of whatever runs next.
+        if not keep:
+            background.stop_speed(settings)
+            if started_services:
+                local.down(settings, log=lambda m: log(f"  {m}"))
     return ok
+
+
+def _stream_batch_and_check(settings: Settings, queries, minutes: float, rate: float, log: Callable[[str], None]) -> bool:
+    """Stream, run the batch DAG half-way, wait for the speed layer to read everything, then check every view."""
+    from schemas.views import default_views
+
+    views = default_views()
+    stream = _Stream(settings, rate, minutes * 60)
+    window_start = datetime.now(UTC) - timedelta(hours=4)
+    stream.start()
+    log(f"demo: the generator streams {len(stream.records):,} records at {rate:.0f}/s for {minutes:g} min (late, re-sent and malformed ones included)")
+    batch_done = False
+    while stream.is_alive():
+        time.sleep(15)
+        _report(queries, stream, log)
+        if not batch_done and stream.sent >= len(stream.records) // 2 and _has_complete_data(queries):
+            log("demo: half-way: Airflow runs the batch DAG once (snapshot gate, recompute, views gate, publish)")
+            _airflow_dag_run(settings, log)
+            batch_done = True
+    if not batch_done:
+        log("demo: the speed layer has no complete bucket yet; Airflow runs the batch DAG now")
+        _airflow_dag_run(settings, log)
+    if stream.error:
+        raise BraidError(f"demo: producing failed: {stream.error}")
+    _step(log, "all records produced; waiting for the speed layer to read them")
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while _consumed(queries) < len(stream.records) and time.monotonic() < deadline:
+        time.sleep(3)
+    _report(queries, stream, log)
+    if _consumed(queries) < len(stream.records):
+        log(f"demo: the speed layer read {_consumed(queries):,} of {len(stream.records):,} records in {CATCH_UP_SECONDS} s; the check covers what it read")
+    end = datetime.now(UTC) + timedelta(minutes=10)
+    for view in views.values():
+        answer = queries.top(view.name, window_start, end, n=3, metric=view.metrics[0].name)
+        shown = ", ".join(f"{'/'.join(e.key)} {e.value} ({e.source})" for e in answer.entries)
+        log(f"demo: top {view.name} by {answer.metric}: {shown}")
+    return _check(queries, stream, views, window_start, end, log)
 
 
 def _has_complete_data(queries) -> bool:

@@ -63,13 +63,17 @@ def settings(braid_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def services(settings: Settings):
     """Kafka and Cassandra up for the whole session, stopped gracefully at its end."""
-    from braid.services import local
+    from braid.services import background, local
 
-    local.down(settings, log=lambda message: None)  # whatever an aborted run left behind
+    def stop_everything() -> None:
+        background.stop_speed(settings)  # a background speed job a failed test left would slow every later test
+        local.down(settings, log=lambda message: None)
+
+    stop_everything()  # whatever an aborted run left behind
     shutil.rmtree(settings.home, ignore_errors=True)  # each run starts from empty services, lake and checkpoints
     local.up(settings, log=lambda message: None)
     yield settings
-    local.down(settings, log=lambda message: None)
+    stop_everything()
 
 
 @pytest.fixture(scope="session")
