@@ -8,7 +8,9 @@ merged answer against an independent aggregation of what the generator produced.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -90,13 +92,20 @@ def _airflow_dag_run(settings: Settings, log: Callable[[str], None]) -> None:
     }
     airflow = str(Path(sys.executable).parent / "airflow")
     for command in ([airflow, "db", "migrate"], [airflow, "dags", "test", "braid_batch"]):
+        # its own session, so that a run past its time is stopped with the spark-submits of its tasks
+        airflow_run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DAG_RUN_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            raise BraidError(f"demo: airflow {' '.join(command[1:])} did not end in {DAG_RUN_TIMEOUT_SECONDS} s (task logs under {home})") from None
-        if done.returncode != 0:
-            last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise BraidError(f"demo: airflow {' '.join(command[1:])} failed (exit {done.returncode}): {last[0]} (task logs under {home})")
+            output, _ = airflow_run.communicate(timeout=DAG_RUN_TIMEOUT_SECONDS)
+        except BaseException as stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(airflow_run.pid, signal.SIGKILL)
+            airflow_run.communicate()
+            if isinstance(stopped, subprocess.TimeoutExpired):
+                raise BraidError(f"demo: airflow {' '.join(command[1:])} did not end in {DAG_RUN_TIMEOUT_SECONDS} s (task logs under {home})") from None
+            raise
+        if airflow_run.returncode != 0:
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            raise BraidError(f"demo: airflow {' '.join(command[1:])} failed (exit {airflow_run.returncode}): {last[0]} (task logs under {home})")
     from batch.job import batch_context
 
     with batch_context(settings, log=lambda m: None) as context:
