@@ -21,7 +21,7 @@ from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
-from braid.cassandra import Pointer, as_utc
+from braid.cassandra import ROWS_PER_BATCH, Pointer, as_utc
 
 PIPELINE = "views"
 RETIRE_JOB = "retire"  # pipeline_progress row: the newest handoff bucket whose speed rows are deleted
@@ -31,7 +31,6 @@ RETIRE_JOB = "retire"  # pipeline_progress row: the newest handoff bucket whose 
 COMPUTING, VALIDATED, PUBLISHING, PUBLISHED, SUPERSEDED, RETIRED, FAILED = (
     "computing", "validated", "publishing", "published", "superseded", "retired", "failed",
 )  # fmt: skip
-_ROWS_PER_BATCH = 100  # one partition's rows per unlogged batch: one round trip, well under the batch size limits
 
 
 @dataclass(frozen=True)
@@ -300,7 +299,7 @@ def publish_partition(rows: Iterator[Any], target: CassandraTarget, table: str, 
                     batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
                     if retire_below is not None:
                         batch.add(delete, (*head, retire_below))
-                elif len(batch) >= _ROWS_PER_BATCH:
+                elif len(batch) >= ROWS_PER_BATCH:
                     statements.append((batch, ()))
                     batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
                 batch.add(insert, values)

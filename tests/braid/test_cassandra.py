@@ -60,3 +60,28 @@ def test_prepared_writes_read_back_exactly(cassandra_session) -> None:
     expected = [row for row in rows if row[1] >= datetime(2026, 11, 24, 12, 2, tzinfo=UTC)]
     expected.sort(key=lambda row: row[1], reverse=True)  # the clustering order
     assert [(r.merchant, r.minute.replace(tzinfo=UTC), r.payments, r.revenue, dict(r.currencies)) for r in got] == expected
+
+
+def test_partition_batches_write_every_row_once_in_batches_of_one_partition(cassandra_session) -> None:
+    from cassandra.concurrent import execute_concurrent
+
+    from braid.cassandra import partition_batches
+
+    cassandra_session.execute(
+        "CREATE TABLE IF NOT EXISTS batched (bucket bigint, shard int, key text, hits map<text, bigint>, PRIMARY KEY ((bucket, shard), key))"
+    )
+    insert = cassandra_session.prepare("INSERT INTO batched (bucket, shard, key, hits) VALUES (?, ?, ?, ?)")
+    sizes = {(7, 0): 250, (7, 1): 100, (8, 0): 1}  # more than a batch, exactly one, a single row
+    rows = [(bucket, shard, f"key-{n:03d}" + "x" * 2000 * (n % 2), {"n": n}) for (bucket, shard), count in sizes.items() for n in range(count)]
+    batches = partition_batches(insert, reversed(rows), lambda row: row[:2])  # arrival order must not matter
+    assert len(batches) == 3 + 1 + 1  # ceil(250/100) + 1 + 1: rows of two partitions never share a batch
+    execute_concurrent(cassandra_session, [(batch, ()) for batch in batches], raise_on_first_error=True)
+    read = cassandra_session.execute("SELECT bucket, shard, key, hits FROM batched")
+    assert sorted((r.bucket, r.shard, r.key, r.hits) for r in read) == sorted(rows)  # 1 MB in 100-row batches: no size limit hit
+
+
+def test_partition_batches_refuse_an_empty_batch_size() -> None:
+    from braid.cassandra import partition_batches
+
+    with pytest.raises(ValueError, match="size must be at least 1, got 0"):
+        partition_batches(None, [], lambda row: row, size=0)
