@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import psutil
@@ -73,3 +74,32 @@ def resident_outside(pid: int, start: int, end: int) -> int:
         if not (low >= start and high <= end):
             total += mapping.rss
     return total
+
+
+# A row of `jcmd <pid> GC.class_histogram`: "   1:   21844   137625376  [J (java.base@17.0.15)"
+_HISTOGRAM_ROW = re.compile(r"^\s*\d+:\s+(\d+)\s+(\d+)\s+(\S+)", re.MULTILINE)
+
+
+def parse_class_histogram(text: str) -> dict[str, tuple[int, int]]:
+    """class name -> (instances, bytes), from the answer of GC.class_histogram."""
+    rows = {name: (int(count), int(size)) for count, size, name in _HISTOGRAM_ROW.findall(text)}
+    if not rows:
+        raise BraidError(f"jcmd GC.class_histogram: no rows in its answer: {text.strip()[:200]!r}")
+    return rows
+
+
+def class_histogram(pid: int) -> dict[str, tuple[int, int]]:
+    """The live objects per class (the JVM runs a full collection first: a pause like GC.run's)."""
+    return parse_class_histogram(jcmd(pid, "GC.class_histogram"))
+
+
+def histogram_growth(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], top: int = 15) -> dict[str, Any]:
+    """The live heap's change between two histograms in all, and the `top` classes whose bytes grew most."""
+    grown = sorted(
+        ((after[name][1] - before.get(name, (0, 0))[1], after[name][0] - before.get(name, (0, 0))[0], name) for name in after),
+        reverse=True,
+    )
+    return {
+        "bytes": sum(size for _, size in after.values()) - sum(size for _, size in before.values()),
+        "classes": [{"class": name, "bytes": size, "instances": count} for size, count, name in grown[:top] if size > 0],
+    }

@@ -13,7 +13,7 @@ import pytest
 
 from braid.errors import BraidError
 from braid.jvm import java_executable
-from braid.jvm.memory import heap_info, live_heap, parse_heap_info, resident_outside
+from braid.jvm.memory import class_histogram, heap_info, histogram_growth, live_heap, parse_class_histogram, parse_heap_info, resident_outside
 
 MIB = 2**20
 KEPT, GARBAGE, NATIVE = 200, 300, 150  # MiB
@@ -86,3 +86,30 @@ def test_a_process_that_is_gone_is_an_error(tmp_path: Path) -> None:
     time.sleep(0.1)
     with pytest.raises(BraidError, match="is gone"):
         heap_info(finished.pid)
+
+
+def test_the_class_histogram_counts_the_kept_arrays_and_not_the_garbage(holder) -> None:
+    byte_arrays, size = class_histogram(holder)["[B"]
+    assert KEPT * MIB <= size < (KEPT + 60) * MIB and byte_arrays >= KEPT, (byte_arrays, size / MIB)
+
+
+def test_histogram_rows_are_parsed_and_growth_is_ranked_by_bytes() -> None:
+    text = """12345:
+ num     #instances         #bytes  class name (module)
+-------------------------------------------------------
+   1:         21844      137625376  [J (java.base@17.0.15)
+   2:           300         979872  org.apache.spark.sql.execution.ui.SQLPlanMetric
+Total        22144      138605248
+"""
+    before = parse_class_histogram(text)
+    assert before == {"[J": (21844, 137625376), "org.apache.spark.sql.execution.ui.SQLPlanMetric": (300, 979872)}
+    after = {"[J": (100, 1000), "org.apache.spark.sql.execution.ui.SQLPlanMetric": (900, 2939616), "java.lang.String": (10, 240)}
+    assert histogram_growth(before, after) == {
+        "bytes": 1000 + 2939616 + 240 - 137625376 - 979872,
+        "classes": [
+            {"class": "org.apache.spark.sql.execution.ui.SQLPlanMetric", "bytes": 1959744, "instances": 600},
+            {"class": "java.lang.String", "bytes": 240, "instances": 10},
+        ],  # [J shrank: not listed
+    }
+    with pytest.raises(BraidError, match="no rows"):
+        parse_class_histogram("12345:\nCommand executed successfully\n")
