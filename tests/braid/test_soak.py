@@ -116,15 +116,21 @@ def test_verdicts_judge_every_process_and_skip_batch_figures_without_a_publish()
     # memory from the warm-up's end (20 s): 18 samples, thirds of 6; 500+50*7=850 against 500+50*19=1450
     assert (judged["memory.api"]["flat"], judged["memory.api"]["first_third_max"], judged["memory.api"]["last_third_max"]) == (False, 850, 1450)
     assert "memory.spark_driver_jvm" not in judged and judged["memory.spark_driver_jvm_outside_heap"]["flat"] is True
-    # the live heap from 20 s: 16 samples, thirds of 5, judged by their minima: [380, 600, 350, 410, 300] -> 300 and
-    # [350, 410, 300, 1070, 430] -> 300 (the maxima would call 1070 against 600 growth)
-    assert {key: judged["live_heap.spark_driver_jvm"][key] for key in ("flat", "first_third_min", "last_third_min", "allowed")} == {
-        "flat": True, "first_third_min": 300.0, "last_third_min": 300.0, "allowed": 428.0}  # fmt: skip
-    # a heap that keeps 40 MiB more every sample: its floor rises past the tolerance
+    # the live heap from 20 s: 16 samples, thirds of 5, judged by their medians: [380, 600, 350, 410, 300] -> 380 and
+    # [350, 410, 300, 1070, 430] -> 410, allowed 380 + 128 (the maxima would call 1070 against 600 growth)
+    assert {key: judged["live_heap.spark_driver_jvm"][key] for key in ("flat", "first_third_median", "last_third_median", "allowed")} == {
+        "flat": True, "first_third_median": 380.0, "last_third_median": 410.0, "allowed": 508.0}  # fmt: skip
+    # one lucky low sample in the first third, none in the last: the minima would call it growth (280 -> 590)
+    lucky = series([600.0, 600.0, 620.0, 280.0, 640.0, 590.0, 610.0, 630.0, 580.0, 600.0, 560.0, 650.0, 600.0, 620.0, 590.0, 610.0, 640.0, 600.0], every=10.0)
+    verdict = verdicts({**samples, "live_heap.spark_driver_jvm": lucky}, started=0.0, producing_until=200.0, rate=10,
+                       trigger_seconds=2.0, first_publish=None)["live_heap.spark_driver_jvm"]  # fmt: skip
+    assert (verdict["flat"], verdict["first_third_median"], verdict["last_third_median"]) == (True, 610.0, 610.0)
+    # a heap that keeps 40 MiB more every sample, with micro-batches in flight at two samples in three: from 20 s,
+    # 18 samples, thirds of 6: [880, 420, 960, 1000, 540, 1080] -> 920 and [1360, 900, 1440, 1480, 1020, 1560] -> 1400
     leaking = series([300.0 + 40 * i + (500.0 if i % 3 else 0.0) for i in range(20)], every=10.0)
     verdict = verdicts({**samples, "live_heap.spark_driver_jvm": leaking}, started=0.0, producing_until=200.0, rate=10,
                        trigger_seconds=2.0, first_publish=None)["live_heap.spark_driver_jvm"]  # fmt: skip
-    assert (verdict["flat"], verdict["first_third_min"], verdict["last_third_min"], verdict["allowed"]) == (False, 420.0, 900.0, 548.0)
+    assert (verdict["flat"], verdict["first_third_median"], verdict["last_third_median"], verdict["allowed"]) == (False, 920.0, 1400.0, 1150.0)
     assert judged["speed_views.largest_partition_rows"]["flat"] is True
     assert "speed_views.rows" not in judged
     assert judged["speed_views.rows_in_retired_buckets"]["flat"] is False
@@ -209,7 +215,11 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
     assert samples["speed_views.retired_through_bucket"]
     assert [value for _, value in samples["speed_views.rows_in_retired_buckets"]] == [0.0] * len(samples["speed_views.rows_in_retired_buckets"])
     for verdict in report["verdicts"].values():
-        assert verdict["flat"] is not None and ("first_third_max" in verdict or "max" in verdict or "reason" in verdict)
+        assert verdict["flat"] is not None and any(key in verdict for key in ("first_third_max", "first_third_median", "max", "reason"))
+    # the driver's live objects by class at the end of the first third of production and at its end
+    growth = report["live_heap_growth_by_class"]
+    assert 0 < growth["from_seconds"] < growth["to_seconds"] and "error" not in growth, growth
+    assert all(entry["bytes"] > 0 for entry in growth["classes"]) and isinstance(growth["bytes"], int)
     assert report["machine"]["cores"] >= 1 and report["versions"]["pyspark"]
 
     published = [run for run in report["batch_runs"] if run["exit_code"] == 0]
@@ -253,3 +263,8 @@ def test_retirement_is_not_held_back_by_a_batch_run_in_progress() -> None:
     schedule.tick(100.0)
     schedule._worker.join()
     assert started == [True] and retired == [True]
+
+
+def test_an_unknown_thirds_statistic_is_refused() -> None:
+    with pytest.raises(ValueError, match="statistic must be one of \\['max', 'median'\\], got 'min'"):
+        figure_verdict(series([1.0] * 9), start=0.0, fraction=0.1, minimum=0.0, statistic="min")
