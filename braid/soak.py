@@ -152,12 +152,12 @@ def figure_verdict(
     """Whether one figure stayed flat: the max of the last third of the samples in [start, end] against the max of the
     first third plus max(fraction x that max, minimum); with `statistic="median"`, the medians instead (a figure whose
     samples are what stays plus a part that comes and goes with the same spread all run long)."""
+    if statistic not in THIRDS_STATISTICS:
+        raise ValueError(f"figure_verdict: statistic must be one of {sorted(THIRDS_STATISTICS)}, got {statistic!r}")
     values = [value for at, value in samples if start <= at <= end]
     if len(values) < MIN_SAMPLES:
         return {"flat": False, "samples": len(values), "reason": f"fewer than {MIN_SAMPLES} samples"}
     third = len(values) // 3
-    if statistic not in THIRDS_STATISTICS:
-        raise ValueError(f"figure_verdict: statistic must be one of {sorted(THIRDS_STATISTICS)}, got {statistic!r}")
     pick, name = THIRDS_STATISTICS[statistic], statistic
     first, last = pick(values[:third]), pick(values[-third:])
     allowed = first + max(fraction * first, minimum)

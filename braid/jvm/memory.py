@@ -14,8 +14,8 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import psutil
 
