@@ -48,7 +48,7 @@ def batch_context(settings: Settings, log: Callable[[str], None] = print) -> Ite
             store=store,
             registry=default_contracts(),
             views=default_views(),
-            rules=rules(),
+            rules=rules(settings.rules_file),
             log=log,
         )
     finally:

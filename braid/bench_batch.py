@@ -49,7 +49,9 @@ def _value(spec, seed) -> Any:
     return F.pmod(draw, F.lit(2)) == 1
 
 
-def synthesize_master(spark, lake_root: str, events: int, duplicate_fraction: float = 0.02, rate: float = 5_000.0) -> dict[str, int]:
+def synthesize_master(
+    spark, lake_root: str, events: int, bucket_seconds: int, duplicate_fraction: float = 0.02, rate: float = 5_000.0
+) -> dict[str, int]:
     """Write `events` distinct events (plus re-sent copies) into `<lake_root>/master/<type>`; returns rows per type."""
     from pyspark.sql import functions as F
 
@@ -57,7 +59,6 @@ def synthesize_master(spark, lake_root: str, events: int, duplicate_fraction: fl
 
     registry = default_contracts()
     types = sorted(registry)
-    bucket_seconds = rules().handoff_bucket_seconds
     rows = {}
     for index, event_type in enumerate(types):
         versions = registry[event_type]
@@ -212,7 +213,7 @@ def bench_batch(settings, sizes: list[int], repeats: int, output: Path, log=prin
         lake = str(root / f"lake-{size}")
         shutil.rmtree(lake, ignore_errors=True)
         started = time.perf_counter()
-        rows = synthesize_master(spark, lake, size)
+        rows = synthesize_master(spark, lake, size, rules(settings.rules_file).handoff_bucket_seconds)
         log(f"bench: {size:,} events ({sum(rows.values()):,} rows with re-sent copies) written in {time.perf_counter() - started:.0f} s")
         cutoff = 1 << 40  # every bucket: the full history
         files = {t: spark.read.format("delta").load(f"{lake}/master/{t}").inputFiles() for t in rows}

@@ -52,7 +52,7 @@ def _seed(settings, events: int, log) -> None:
     cluster.shutdown()
     with batch_context(settings, log=lambda m: None) as context:
         run_all(session_from_settings(settings, "braid-bench-serving"), context, new_run_id(), cutoff, FULL)
-    seconds = rules().handoff_bucket_seconds
+    seconds = rules(settings.rules_file).handoff_bucket_seconds
     while time.time() // seconds <= cutoff:  # the second half lands in later buckets: speed rows after the cutoff
         time.sleep(1)
     for record in records[half:]:

@@ -70,7 +70,7 @@ def _speed_report(settings) -> list[str]:
         cluster.shutdown()
     if progress is None:
         return ["speed layer: no batch committed yet"]
-    bucket = rules().handoff_bucket_seconds
+    bucket = rules(settings.rules_file).handoff_bucket_seconds
     complete_end = datetime.fromtimestamp((progress.complete_through + 1) * bucket, UTC)
     lines = [
         f"speed layer: batch {progress.last_batch}, handoff bucket {progress.last_bucket}; master dataset complete through "
@@ -229,7 +229,7 @@ def _ingest(args: argparse.Namespace) -> int:
     security = KafkaSecurity.from_settings(settings)
     producer = EventProducer(settings.kafka_bootstrap_servers, settings.events_topic, registry=registry, validator=None, **security.client_config())
     app = create_app(
-        producer, Validator(registry, rules()), max_batch=settings.ingest_max_batch, max_event_bytes=rules().max_event_bytes,
+        producer, Validator(registry, rules(settings.rules_file)), max_batch=settings.ingest_max_batch, max_event_bytes=rules(settings.rules_file).max_event_bytes,
         tokens=tokens,
     )  # fmt: skip
     uvicorn.run(app, host=settings.ingest_host, port=settings.ingest_port, log_level="warning")
@@ -403,7 +403,7 @@ def _batch_report(settings, limit: int = 5) -> list[str]:
     if pointer is None:
         lines = ["batch layer: no version published yet"]
     else:
-        end = datetime.fromtimestamp((pointer.cutoff + 1) * rules().handoff_bucket_seconds, UTC)
+        end = datetime.fromtimestamp((pointer.cutoff + 1) * rules(settings.rules_file).handoff_bucket_seconds, UTC)
         age = (datetime.now(UTC) - end).total_seconds()
         lines = [
             f"batch layer: serving version {pointer.version}, cutoff bucket {pointer.cutoff} (ingested before "

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     ingest_port: int = Field(default=8088, ge=1, le=65535)
     ingest_max_batch: int = Field(default=1000, ge=1, le=100_000)
 
+    # The time and size rules (handoff bucket, lateness, event size); None = the packaged schemas/rules.toml. Every
+    # process of one deployment must read the same file: the bucket length is part of the merge contract.
+    rules_file: Path | None = None
+
     speed_trigger_seconds: float = Field(default=2.0, gt=0, le=3600)
     speed_max_offsets_per_trigger: int | None = Field(default=500_000, ge=1)
     speed_dedup_horizon_minutes: int = Field(default=60, ge=0)

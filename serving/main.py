@@ -23,7 +23,7 @@ def open_queries(settings: Settings) -> Iterator[Queries]:
     cluster = cluster_from_settings(settings, reader=True)  # the reader role, when one is configured: SELECT only
     try:
         store = ServingStore(cluster.connect(settings.cassandra_keyspace), settings.cassandra_read_consistency)
-        yield Queries(store, default_views(), rules(), max_windows=settings.serving_max_windows)
+        yield Queries(store, default_views(), rules(settings.rules_file), max_windows=settings.serving_max_windows)
     finally:
         cluster.shutdown()
 
@@ -32,7 +32,7 @@ def create_serving_app(settings: Settings, queries: Queries):
     from serving.api import create_app
     from serving.metrics import pipeline_status
 
-    bucket = rules().handoff_bucket_seconds
+    bucket = rules(settings.rules_file).handoff_bucket_seconds
     return create_app(
         queries, tokens=ApiTokens.from_settings(settings), pipeline=lambda: pipeline_status(queries.store, bucket), refresh_seconds=settings.serving_refresh_seconds
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,7 @@ class SpeedConfig:
     starting_offsets: str = "earliest"
     dead_letter_topic: str | None = None
     kafka_security: KafkaSecurity = KafkaSecurity()  # SASL credentials for the source, the dead letters and the offsets
+    rules_file: Path | None = None  # the rules the Python workers validate against (settings.rules_file)
 
 
 def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
@@ -123,7 +125,7 @@ class MicroBatchWriter:
         # A task per core rather than per Kafka partition: each task pays for its own projections and Python worker
         # round trip, and six partitions on two cores made three rounds of them (a no-op with fewer partitions).
         batch = batch.coalesce(spark.sparkContext.defaultParallelism)
-        classified = classify(with_ingestion(batch, config.bucket_seconds)).persist()
+        classified = classify(with_ingestion(batch, config.bucket_seconds), config.rules_file).persist()
         phases: dict[str, float] = {}
         clock = time.perf_counter()
 

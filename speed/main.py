@@ -32,19 +32,20 @@ def run_speed(
     max_restarts: int | None = None,
     handle_signals: bool = True,
 ) -> None:
-    bucket_seconds = rules().handoff_bucket_seconds
+    bucket_seconds = rules(settings.rules_file).handoff_bucket_seconds
     config = SpeedConfig(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=settings.events_topic,
         lake_root=settings.lake_root,
         checkpoint=f"{settings.checkpoints}/speed",
         bucket_seconds=bucket_seconds,
-        view_shards=rules().view_shards,
+        view_shards=rules(settings.rules_file).view_shards,
         dedup_horizon_buckets=settings.speed_dedup_horizon_minutes * 60 // bucket_seconds,
         trigger_seconds=settings.speed_trigger_seconds,
         max_offsets_per_trigger=settings.speed_max_offsets_per_trigger,
         dead_letter_topic=settings.dead_letter_topic if settings.speed_dead_letter else None,
         kafka_security=KafkaSecurity.from_settings(settings),
+        rules_file=settings.rules_file,
     )
     cluster = cluster_from_settings(settings)
     try:

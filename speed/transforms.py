@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC
+from functools import partial
+from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
@@ -34,14 +36,14 @@ def with_ingestion(records: DataFrame, bucket_seconds: int) -> DataFrame:
     )
 
 
-def _classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _classify(rules_file: Path | None, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     # Runs in the Python workers: the same compiled validator as the producers and the ingest endpoint, so a record
     # gets the same reason wherever it is checked. Spark's JSON reader cannot tell a JSON string from a number in a
     # string column, or reject NaN, so the check itself is this one vectorised function over Arrow batches.
     from schemas.contracts import default_contracts, rules
     from schemas.validation import Rejection, Validator
 
-    validator = Validator(default_contracts(), rules())
+    validator = Validator(default_contracts(), rules(rules_file))
     for batch in batches:
         values = batch.column("value").to_pylist()
         times = batch.column("ingested_at").to_pylist()
@@ -63,10 +65,11 @@ def _classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         )
 
 
-def classify(records: DataFrame) -> DataFrame:
-    """Add `reason` and `detail` (null for a valid event) and `event_type` (null for an invalid one)."""
+def classify(records: DataFrame, rules_file: Path | None = None) -> DataFrame:
+    """Add `reason` and `detail` (null for a valid event) and `event_type` (null for an invalid one), under the
+    rules of `rules_file` (settings.rules_file; None = the packaged ones)."""
     schema = StructType(records.schema.fields + CLASSIFICATION_FIELDS)
-    return records.mapInArrow(_classify, schema)
+    return records.mapInArrow(partial(_classify, rules_file), schema)
 
 
 def quarantine_rows(classified: DataFrame, batch_id: int) -> DataFrame:
