@@ -3,13 +3,29 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test faults setup jars browser down lock clean
+.PHONY: demo test test-fast test-speed test-batch test-serving test-platform faults setup jars browser down lock clean
 
 demo: setup  ## start the local stack and run the main job on local defaults
 	$(BIN)/braid demo $(DEMO_ARGS)
 
 test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed  ## every test that needs no service and no Spark: the developer's loop
+	$(BIN)/python -m pytest -m "not services and not spark" -q $(PYTEST_ARGS)
+
+# Each layer's tests alone (its integration tests start the services and the Spark session they need).
+test-speed: setup
+	$(BIN)/python -m pytest tests/speed $(PYTEST_ARGS)
+
+test-batch: setup
+	$(BIN)/python -m pytest tests/batch tests/dags $(PYTEST_ARGS)
+
+test-serving: setup
+	$(BIN)/python -m pytest tests/serving $(PYTEST_ARGS)
+
+test-platform: setup  ## services, CLI, producers, ingest, demo, soak, deployment files
+	$(BIN)/python -m pytest tests/braid tests/schemas tests/docker tests/test_prepared_statements.py $(PYTEST_ARGS)
 
 faults: setup  ## only the fault suite (tests/faults; part of `make test` too)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
