@@ -33,9 +33,25 @@ TEST_PORTS = {
 }
 
 
+# The handoff bucket of the test stack: 2 s instead of production's 60, so that a test that needs its events in a
+# later bucket, or a bucket marked complete, waits seconds rather than up to a minute. Everything else is the packaged
+# rules. tests/braid/test_demo.py runs the packaged 60 s rules end to end.
+TEST_BUCKET_SECONDS = 2
+
+
+def test_rules_text() -> str:
+    from schemas.contracts import SCHEMAS_DIR
+
+    packaged = (SCHEMAS_DIR / "rules.toml").read_text()
+    assert "handoff_bucket_seconds = 60\n" in packaged
+    return packaged.replace("handoff_bucket_seconds = 60\n", f"handoff_bucket_seconds = {TEST_BUCKET_SECONDS}\n")
+
+
 @pytest.fixture(scope="session")
-def braid_env() -> dict[str, str]:
+def braid_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of the test stack; also exported so that `braid` subprocesses see the same settings."""
+    rules_file = tmp_path_factory.mktemp("rules") / "rules.toml"
+    rules_file.write_text(test_rules_text())
     home = Path.home() / ".braid" / ("test-stack" if not STACK else f"test-stack-{STACK}")
     jar_cache = os.environ.get("BRAID_JARS_DIR") or str(Path.home() / ".braid" / "jars")
     env = {
@@ -48,6 +64,7 @@ def braid_env() -> dict[str, str]:
         "BRAID_KAFKA_HEAP": "512m",
         "BRAID_CASSANDRA_HEAP": "1g",
         "BRAID_CASSANDRA_KEYSPACE": "braid_test",
+        "BRAID_RULES_FILE": str(rules_file),
     }
     for name in [name for name in os.environ if name.startswith("BRAID_")]:
         del os.environ[name]

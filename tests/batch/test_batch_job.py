@@ -72,7 +72,7 @@ def lake(services, spark, tmp_path_factory) -> Lake:
     stream.produce(1600)
     run_speed(stream.settings, once=True, **quiet)
     cutoff_a = stream.progress().last_bucket
-    seconds = rules().handoff_bucket_seconds
+    seconds = rules(stream.settings.rules_file).handoff_bucket_seconds
     _wait(lambda: time.time() // seconds > cutoff_a, seconds + 5, "the next handoff bucket")  # B lands after A's buckets
     stream.produce(3000)
     run_speed(stream.settings, once=True, **quiet)
@@ -196,7 +196,7 @@ def test_an_airflow_dag_run_publishes_the_exact_views(lake: Lake, tmp_path: Path
     """`airflow dags test` of braid_batch with the default cutoff: spark-submit for each Spark stage, real Airflow."""
     from speed.main import run_speed
 
-    seconds = rules().handoff_bucket_seconds
+    seconds = rules(lake.settings.rules_file).handoff_bucket_seconds
     _wait(lambda: time.time() // seconds > lake.cutoff_b, seconds + 5, "the bucket after B's")
     run_speed(lake.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)  # nothing new: marks B's buckets complete
     airflow_home = tmp_path / "airflow"

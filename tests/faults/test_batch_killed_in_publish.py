@@ -31,8 +31,8 @@ QUIET = {"log": lambda message: None, "max_restarts": 0, "handle_signals": False
 SENT_A = 1500
 
 
-def _next_bucket(after: int) -> None:
-    seconds = rules().handoff_bucket_seconds
+def _next_bucket(settings, after: int) -> None:
+    seconds = rules(settings.rules_file).handoff_bucket_seconds
     wait_for(lambda: time.time() // seconds > after, seconds + 5, "the next handoff bucket")
 
 
@@ -58,11 +58,11 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
     run_speed(stream.settings, once=True, **QUIET)
     cutoff_a = stream.progress().last_bucket
     first = publish_batch(spark, stream, "before-the-kill", cutoff_a)
-    _next_bucket(cutoff_a)  # B lands in later buckets than A
+    _next_bucket(stream.settings, cutoff_a)  # B lands in later buckets than A
     stream.produce(3000)
     run_speed(stream.settings, once=True, **QUIET)
     cutoff_b = stream.progress().last_bucket
-    _next_bucket(cutoff_b)
+    _next_bucket(stream.settings, cutoff_b)
     run_speed(stream.settings, once=True, **QUIET)  # nothing new: marks B's buckets complete, the DAG's default cutoff
 
     def truth(sent: int) -> dict:

@@ -1,11 +1,13 @@
-"""Cassandra killed with SIGKILL and restarted while a running `braid speed run` writes its views and a running
-`braid serve` answers queries: meanwhile the API answers 503 with the reason on its queries and on /health, then
+"""Cassandra killed with SIGKILL and restarted while the speed layer, started in the background by `braid speed start`,
+writes its views and a running `braid serve` answers queries: meanwhile the API answers 503 with the reason on its queries and on /health, then
 answers again by itself once Cassandra is back (the same process); the speed job retries its failed batches from its
-checkpoint and catches up (the same process), and nothing is lost or counted twice (tests/faults/recovery.py)."""
+checkpoint and catches up (the same process), and nothing is lost or counted twice (tests/faults/recovery.py). Also the
+background commands: `braid status` while the job runs, `braid speed stop` at the end."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from braid.services import local, process
+from braid.services import background, local, process
 from schemas.views import default_views
-from tests.faults.recovery import assert_recovered, publish_batch, speed_process, wait_for
+from tests.faults.recovery import assert_recovered, publish_batch, wait_for
 from tests.faults.test_kafka_broker_killed import Parts, committed, kill_9_service, last_batch, stop_gracefully, views_exact
 from tests.speed.test_speed_job import Stream
 
@@ -58,17 +60,33 @@ def test_cassandra_killed_while_the_speed_layer_writes_and_queries_run(spark, se
     stream = Stream(services, tmp_path, seed=82, count=WARM_UP + DURING + AFTER, max_offsets=500)
     parts = Parts(stream)
     cassandra = local.local_specs(services)[1]
-    speed_log, api_log = tmp_path / "speed.log", tmp_path / "api.log"
+    api_log = tmp_path / "api.log"
     port = free_port()
     api = api_process(stream, port, api_log)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    job = speed_process(stream, speed_log, {"PYTHONUNBUFFERED": "1"})
+    env = {**os.environ, **stream.env, "PYTHONUNBUFFERED": "1"}
+    spec = background.speed_spec(stream.settings)
+    speed_log = spec.log_file
+    started = subprocess.run([sys.executable, "-m", "braid.cli", "speed", "start"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("speed: running in the background (pid ")
+    job_pid = process.running_pid(spec)
+    assert job_pid is not None and started.stdout.startswith(f"speed: running in the background (pid {job_pid}")
+
+    def job_alive() -> bool:
+        return process.running_pid(spec) == job_pid
+
     query = {"start": "-4h", "n": "50"}
+    stop_seconds = None
     try:
         wait_for(lambda: http.get("/health").status_code == 200, 60, "the API to answer /health")
         parts.produce(WARM_UP, rate=100).finish()
         wait_for(lambda: last_batch(stream) >= 0, 300, "a batch committed by the speed job", every=0.5)
         first_bucket = stream.progress().last_bucket
+        status = subprocess.run([sys.executable, "-m", "braid.cli", "status"], env=env, capture_output=True, text=True).stdout
+        assert status.splitlines()[3].split()[:4] == ["speed", "-", str(job_pid), "up"], status
+        assert re.search(r"speed layer: batch \d+, handoff bucket \d+", status), status
+        assert "freshness (produced -> in Cassandra): p50" in status, status
         answered = http.get(TOP, params=query)
         assert answered.status_code == 200 and answered.json()["entries"], answered.text
         flow = parts.produce(DURING, rate=RATE)
@@ -82,7 +100,7 @@ def test_cassandra_killed_while_the_speed_layer_writes_and_queries_run(spark, se
             assert refused(http.get("/health"), {"status": "unavailable", "error": UNAVAILABLE})
             assert refused(http.get(TOP, params=query), {"error": UNAVAILABLE})
             time.sleep(1)
-        assert flow.is_alive() and job.poll() is None and api.poll() is None
+        assert flow.is_alive() and job_alive() and api.poll() is None
 
         local.up(services, log=lambda m: None)
         assert process.running_pid(cassandra) not in (None, killed)
@@ -108,15 +126,20 @@ def test_cassandra_killed_while_the_speed_layer_writes_and_queries_run(spark, se
         publish_batch(spark, stream, "after-cassandra-kill")
         parts.produce(AFTER, rate=RATE).finish()
         wait_for(lambda: committed(spark, stream), 300, "the speed job to catch up with the last part", every=3)
-        assert job.poll() is None and api.poll() is None, "the speed job and the API must have ridden out the outage"
+        assert job_alive() and api.poll() is None, "the speed job and the API must have ridden out the outage"
         assert_api_answers_as_the_library(http, stream, open_queries)
     finally:
         local.up(services, log=lambda m: None)  # the session's stack back for the tests that follow, whatever happened
-        stop_gracefully(job)
+        began = time.monotonic()
+        stopped = subprocess.run([sys.executable, "-m", "braid.cli", "speed", "stop"], env=env, capture_output=True, text=True)
+        stop_seconds = time.monotonic() - began
         stop_gracefully(api)
         http.close()
         parts.stop()
-    assert job.returncode == 0, f"the speed job did not stop cleanly ({job.returncode}); see {speed_log}"
+    assert stopped.stdout.strip() == "speed: stopped", stopped.stdout + stopped.stderr
+    assert process.running_pid(spec) is None
+    # `speed stop` sends SIGTERM and kills only past 120 s: a job that stops cleanly is gone long before.
+    assert stop_seconds < 90, f"the speed job took {stop_seconds:.0f} s to stop on SIGTERM; see {speed_log}"
     # The speed job said why its batches failed, and that it retried them from its checkpoint.
     retried = [line for line in speed_log.read_text(errors="replace")[log_at_kill:].splitlines() if line.startswith("speed: the query failed (")]
     assert retried, f"no failed batch logged in {speed_log}"

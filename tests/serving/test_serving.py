@@ -67,7 +67,7 @@ def scene(services, spark, tmp_path_factory) -> Scene:
     cutoff_a = stream.progress().last_bucket
     with batch_context(stream.settings, log=lambda m: None) as context:
         run_all(spark, context, new_run_id(), cutoff_a, FULL)
-    seconds = rules().handoff_bucket_seconds
+    seconds = rules(stream.settings.rules_file).handoff_bucket_seconds
     _wait(lambda: time.time() // seconds > cutoff_a, seconds + 5, "the next handoff bucket")
     stream.produce(3000)
     run_speed(stream.settings, once=True, **QUIET)
@@ -100,7 +100,7 @@ def test_series_equal_the_oracle_with_each_points_provenance(scene: Scene) -> No
                 }
         fresh = answer.freshness
         assert fresh.batch_cutoff == scene.cutoff_a and fresh.speed_batch == scene.stream.progress().last_batch
-        assert fresh.batch_covers_until == datetime.fromtimestamp((scene.cutoff_a + 1) * rules().handoff_bucket_seconds, UTC)
+        assert fresh.batch_covers_until == datetime.fromtimestamp((scene.cutoff_a + 1) * rules(scene.stream.settings.rules_file).handoff_bucket_seconds, UTC)
 
 
 def test_series_roll_up_to_a_coarser_grain(scene: Scene) -> None:
@@ -354,15 +354,26 @@ def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stre
     start, end = datetime.now(UTC) - timedelta(hours=4), datetime.now(UTC) + timedelta(minutes=30)
     coordinates: list[tuple[int, int]] = []  # (partition, offset) of every record, in production order
     answers, stop = [], threading.Event()
+    # A query may meet Cassandra busy with a publish: the errors the API answers with a 503 ("not now") are counted
+    # and reported; any other failure is kept and fails the test.
+    unavailable: list[str] = []
+    failures: list[BaseException] = []
 
     def query_loop() -> None:
+        from serving.api import _unavailable_errors
+
+        not_now = _unavailable_errors()
         with open_queries(stream.settings) as queries:
             while not stop.is_set():
                 for view in views.values():
                     try:
                         answer = queries.top(view.name, start, end, n=1000, metric=view.metrics[0].name)
-                    except Exception:  # nothing migrated or published yet at the very start
+                    except not_now as error:
+                        unavailable.append(f"{view.name}: {type(error).__name__}")
                         continue
+                    except BaseException as error:
+                        failures.append(error)
+                        return
                     if answer.freshness.speed_batch is not None:
                         answers.append((view.name, answer))
                 time.sleep(0.5)
@@ -381,8 +392,8 @@ def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stre
             if chunk == 2:
                 break  # the last chunk stays with the speed layer only
             with batch_context(stream.settings, log=lambda m: None) as context:
-                # Handoff buckets are minutes of ingestion time: on a fast machine the next chunk is consumed inside
-                # the bucket the last version stopped at, so wait until the speed layer completes one past it.
+                # The next chunk may be consumed inside the bucket the last version stopped at, so wait until the
+                # speed layer completes one past it (seconds with the test stack's 2 s buckets).
                 pointer = context.store.pointer()
                 cutoff = pointer.cutoff if pointer else -1
                 _wait(lambda: (context.store.speed_complete_through() or -1) > cutoff, 150, f"a bucket past cutoff {cutoff}")
@@ -397,6 +408,9 @@ def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stre
             job.terminate()
         job.wait(timeout=60)
 
+    assert not failures, f"a query failed while the stream flowed: {failures[0]!r}"
+    print(f"queries: {len(answers)} answered; {len(unavailable)} would have been 503s {unavailable[:5]}")
+    assert len(unavailable) <= len(answers) // 10, f"too many queries refused: {unavailable}"
     assert len(published) >= 2, "the test must see several batch versions published while the stream flows"
     assert len({answer.freshness.speed_batch for _, answer in answers}) >= 3 and len(answers) >= 20
     by_offsets: dict[tuple, dict] = {}

@@ -1,10 +1,10 @@
 """The speed layer against real Kafka, Spark/Delta and Cassandra: master dataset, quarantine and speed views equal
-an independent account of the generated stream; a kill -9 and a Cassandra outage change nothing."""
+an independent account of the generated stream. A kill -9 of the job and a Cassandra outage are tests/faults
+(test_speed_killed.py, test_cassandra_killed.py), which also cover `braid speed start`, `braid status` and `speed stop`."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -164,57 +164,3 @@ def _wait(condition, timeout: float, what: str) -> None:
             pass
         time.sleep(1.0)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def test_kill_9_mid_batch_then_restart_changes_nothing(spark, services, tmp_path: Path) -> None:
-    from speed.main import run_speed
-
-    stream = Stream(services, tmp_path, seed=32, count=3000, max_offsets=400)
-    stream.produce(3000)
-    job = _speed_process(stream, tmp_path / "speed.log")
-    _wait(lambda: stream.progress() is not None and stream.progress().last_batch >= 1, 240, "two committed batches")
-    os.killpg(job.pid, signal.SIGKILL)  # the next batch is running: batches follow each other while data waits
-    job.wait()
-    run_speed(stream.settings, once=True, log=lambda m: None, max_restarts=0, handle_signals=False)
-    assert_matches_the_oracle(spark, stream)
-
-
-def test_cassandra_outage_is_survived_with_nothing_lost(spark, services, tmp_path: Path) -> None:
-    """Also the background commands: `braid speed start`, `braid status` while it runs, `braid speed stop`."""
-    from braid.services import background, local, process
-
-    stream = Stream(services, tmp_path, seed=33, count=2400, max_offsets=5000)
-    env = {**os.environ, **stream.env}
-    log = background.speed_spec(stream.settings).log_file
-    log_start = log.stat().st_size if log.exists() else 0
-    started = subprocess.run([sys.executable, "-m", "braid.cli", "speed", "start"], env=env, capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    assert started.stdout.startswith("speed: running in the background (pid ")
-    try:
-        stream.produce(1200)
-        _wait(lambda: stream.progress() is not None and stream.progress().last_batch >= 0, 240, "the first batch")
-        status = subprocess.run([sys.executable, "-m", "braid.cli", "status"], env=env, capture_output=True, text=True).stdout
-        assert status.splitlines()[3].split()[:4] == ["speed", "-", str(process.running_pid(background.speed_spec(stream.settings))), "up"]
-        assert "speed layer: batch 0" in status or "speed layer: batch 1" in status
-        assert "freshness (produced -> in Cassandra): p50" in status
-
-        cassandra = local.local_specs(services)[1]
-        process.stop(cassandra)
-        stream.produce(2400)
-        time.sleep(10)  # the job's batches fail meanwhile, and it restarts from its checkpoint
-        assert process.running_pid(background.speed_spec(stream.settings)) is not None, "the speed job must keep trying"
-        local.up(services, log=lambda m: None)
-        total_valid = sum(1 for r in stream.records if r.event is not None)
-        distinct = list({r.event["event_id"]: r.event for r in stream.records if r.event}.values())
-
-        def caught_up() -> bool:
-            master = sum(spark.read.format("delta").load(f"{stream.settings.lake_root}/master/{t}").count() for t in ("payment", "page_view"))
-            return master == total_valid and merged_speed_rows(stream.speed_rows(), default_views()) == expected_views(distinct, default_views())
-
-        _wait(caught_up, 240, "the speed layer to catch up after Cassandra came back")
-    finally:
-        stopped = subprocess.run([sys.executable, "-m", "braid.cli", "speed", "stop"], env=env, capture_output=True, text=True)
-    assert stopped.stdout.strip() == "speed: stopped"
-    assert process.running_pid(background.speed_spec(stream.settings)) is None
-    assert_matches_the_oracle(spark, stream)
-    assert "restarting from the checkpoint" in log.read_text()[log_start:]
