@@ -70,6 +70,10 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
 
     expected = {cutoff_a: truth(SENT_A), cutoff_b: truth(3000)}
     assert expected[cutoff_a] != expected[cutoff_b]
+
+    def whole(cutoff: int) -> dict | None:
+        # With short buckets the DAG's default cutoff (newest complete bucket) can be past cutoff_b; no event lands there.
+        return expected[cutoff_b] if cutoff >= cutoff_b else expected.get(cutoff)
     lake = Lake(stream, cutoff_a, cutoff_b, SENT_A)
     seen, problems, errors, stop = [], [], [], threading.Event()
 
@@ -85,7 +89,7 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
                     errors.append(str(error))
                     continue
                 seen.append(pointer.version)
-                if rows != expected.get(pointer.cutoff):
+                if rows != whole(pointer.cutoff):
                     problems.append(f"version {pointer.version} (cutoff {pointer.cutoff}): {len(rows)} rows, not whole")
                 time.sleep(0.2)
         finally:
@@ -132,7 +136,7 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
     assert problems == [] and len(seen) > 10 * len(errors), (problems, errors[:3])
     assert set(seen) >= {first.version, killed_version}  # the reader saw both sides of the switch, each whole
     version, cutoff, rows = lake.served()
-    assert (version, cutoff) == (killed_version, cutoff_b) and rows == expected[cutoff_b]  # the retry finished that version
+    assert version == killed_version and cutoff >= cutoff_b and rows == expected[cutoff_b]  # the retry finished that version
     with sqlite3.connect(airflow_home / "airflow.db") as db:  # Airflow's own record: publish failed once, then passed
         tries = db.execute("SELECT try_number, state FROM task_instance WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()
         failed = db.execute("SELECT try_number, state FROM task_instance_history WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()
