@@ -8,11 +8,17 @@ BIN    := $(VENV)/bin
 demo: setup  ## start the local stack and run the main job on local defaults
 	$(BIN)/braid demo $(DEMO_ARGS)
 
-test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once, stopped at the end)
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+# Two pytest-xdist workers, each with its own Kafka, Cassandra and Spark session: most of a service test's time is spent
+# waiting (JVM starts, flows at a set rate, restarts), so two of them share the two cores well. A module's tests stay on
+# one worker and the slowest modules go first (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+
+test: setup  ## the test suite, against real Kafka, Cassandra, Spark/Delta (started once per worker, stopped at the end)
+	$(BIN)/python -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed  ## every test that needs no service and no Spark: the developer's loop
-	$(BIN)/python -m pytest -m "not services and not spark" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not services and not spark" -q $(PYTEST_ARGS)
 
 # Each layer's tests alone (its integration tests start the services and the Spark session they need).
 test-speed: setup

@@ -23,8 +23,10 @@ hypothesis_settings.register_profile("thorough", hypothesis_settings.get_profile
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "braid"))
 
 # BRAID_TEST_STACK=N runs a second test stack beside the first (ports shifted by 100 N, its own folder), so two
-# checkouts can run their suites on one machine at once.
-STACK = int(os.environ.get("BRAID_TEST_STACK", "0") or 0)
+# checkouts can run their suites on one machine at once. Under pytest-xdist (`make test` runs two workers) each worker
+# has a stack of its own: worker gwK adds K. The secured stack sits 500 above (tests/secured_stack.py), so up to five.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+STACK = int(os.environ.get("BRAID_TEST_STACK", "0") or 0) + WORKER
 TEST_PORTS = {
     "BRAID_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{19092 + 100 * STACK}",
     "BRAID_KAFKA_CONTROLLER_PORT": str(19093 + 100 * STACK),
@@ -114,6 +116,35 @@ def cassandra_session(services: Settings):
     session.set_keyspace(services.cassandra_keyspace)
     yield session
     cluster.shutdown()
+
+
+# The longest modules, slowest first (measured by `make test`'s --durations): the workers take them before the short
+# ones, so that both finish at about the same time instead of one starting a five-minute test at the end.
+SLOWEST_FIRST = (
+    "tests/faults/test_batch_killed_in_publish.py",
+    "tests/batch/test_batch_job.py",
+    "tests/faults/test_lake_unwritable.py",
+    "tests/braid/test_demo.py",
+    "tests/serving/test_serving.py",
+    "tests/faults/test_kafka_broker_killed.py",
+    "tests/faults/test_speed_killed.py",
+    "tests/faults/test_cassandra_killed.py",
+    "tests/braid/test_soak.py",
+    "tests/braid/test_spark_standalone.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for `pytest -n N --dist loadgroup`: a module's tests stay on one worker (they share module fixtures
+    and, in places, fixed ports), except a test that names a group of its own; every test of the secured stack goes to
+    one worker, so that only one such stack is started. The slowest modules go first."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            secured = "secured_stack" in getattr(item, "fixturenames", ())
+            item.add_marker(pytest.mark.xdist_group("secured-stack" if secured else item.nodeid.split("::")[0]))
+    rank = {path: index for index, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 # The security tests' own stack (auth on, other ports, other folder): tests/secured_stack.py.

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from batch.job import batch_context
 from braid.cassandra import cluster_from_settings
 from schemas.contracts import rules
 from schemas.views import default_views
@@ -36,17 +37,18 @@ def _next_bucket(settings, after: int) -> None:
     wait_for(lambda: time.time() // seconds > after, seconds + 5, "the next handoff bucket")
 
 
-def _kill_publish_stage() -> list[int]:
-    """SIGKILL every process of the running publish spark-submit (its JVM and its Python driver)."""
+def _kill_publish_stage(airflow_pid: int) -> list[int]:
+    """SIGKILL every process of the running publish spark-submit (its JVM and its Python driver) under this test's
+    Airflow run, and only those: another worker of the suite may be running a DAG of its own."""
     victims = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if "batch/main.py" in command and " stage publish " in f"{command} ":
-            try:
-                os.kill(process.info["pid"], signal.SIGKILL)
-                victims.append(process.info["pid"])
-            except ProcessLookupError:
-                pass
+    for process in psutil.Process(airflow_pid).children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+            if "batch/main.py" in command and " stage publish " in f"{command} ":
+                os.kill(process.pid, signal.SIGKILL)
+                victims.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
     return victims
 
 
@@ -122,7 +124,7 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
         while killed_version is None and time.monotonic() < deadline and run.poll() is None:
             row = session.execute(newest).one()
             if row is not None and row.version > first.version and row.state == "publishing" and session.execute(count, (row.version,)).one()[0] > 0:
-                victims = _kill_publish_stage()  # rows of the new version are in Cassandra, the pointer not switched yet
+                victims = _kill_publish_stage(run.pid)  # rows of the new version are in Cassandra, the pointer not switched yet
                 killed_version = row.version
                 assert lake.served()[0] == first.version  # killed: the pointer never moved
             time.sleep(0.05)
@@ -137,6 +139,9 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
     assert set(seen) >= {first.version, killed_version}  # the reader saw both sides of the switch, each whole
     version, cutoff, rows = lake.served()
     assert version == killed_version and cutoff >= cutoff_b and rows == expected[cutoff_b]  # the retry finished that version
+    with batch_context(stream.settings, log=lambda m: None) as context:  # the version belongs to the Airflow run
+        record = context.store.version(version)
+        assert record.run_id.startswith("airflow-") and context.store.version_of_run(record.run_id).version == version
     with sqlite3.connect(airflow_home / "airflow.db") as db:  # Airflow's own record: publish failed once, then passed
         tries = db.execute("SELECT try_number, state FROM task_instance WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()
         failed = db.execute("SELECT try_number, state FROM task_instance_history WHERE dag_id = 'braid_batch' AND task_id = 'publish'").fetchall()

@@ -341,6 +341,7 @@ def test_a_publish_while_queries_run_causes_no_gap_and_no_double_count(spark, sc
 # -- the invariant of DESIGN.md while the stream flows ---------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("serving-flow")  # shares no module fixture: a worker of its own can take it
 def test_merged_answers_equal_the_oracle_at_their_freshness_point_while_the_stream_flows(spark, services, tmp_path: Path) -> None:
     """A background speed job consumes a stream produced in chunks; batch versions are published in between; queries
     run all along. Each answer must equal an independent aggregation of exactly the records up to its freshness point:
