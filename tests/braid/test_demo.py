@@ -38,7 +38,7 @@ def test_the_demo_runs_the_whole_platform_and_its_answers_check_out(services) ->
         background.stop_speed(services)
     assert demo.returncode == 0, (out + err)[-4000:]
     assert f"demo: dashboard and API at http://127.0.0.1:{port}/" in out
-    assert re.search(r"demo: Airflow ran braid_batch: version 1 published, cutoff bucket \d+, [1-9]\d* events", out)
+    assert re.search(r"demo: Airflow ran braid_batch: version 1 published, cutoff bucket \d+, [1-9]\d* events", out), out[-6000:]
     produced = re.findall(r"demo: produced ([\d,]+); ingested ([\d,]+) valid; quarantined ([\d,]+)", out)[-1]
     produced, valid, quarantined = (int(x.replace(",", "")) for x in produced)
     assert produced == 18_000 and valid + quarantined == produced and quarantined > 0  # nothing lost
