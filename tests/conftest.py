@@ -23,7 +23,7 @@ hypothesis_settings.register_profile("thorough", hypothesis_settings.get_profile
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "braid"))
 
 # BRAID_TEST_STACK=N runs a second test stack beside the first (ports shifted by 100 N, its own folder), so two
-# checkouts can run their suites on one machine at once. Under pytest-xdist (`make test` runs two workers) each worker
+# checkouts can run their suites on one machine at once. Under pytest-xdist (`make test TEST_WORKERS=2`) each worker
 # has a stack of its own: worker gwK adds K. The secured stack sits 500 above (tests/secured_stack.py), so up to five.
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 STACK = int(os.environ.get("BRAID_TEST_STACK", "0") or 0) + WORKER
