@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     batch_schedule: str = "@hourly"
     batch_retire_grace_seconds: int = Field(default=600, ge=0)
     batch_publish_concurrency: int = Field(default=64, ge=1, le=1024)
+    # Airflow's wait before it retries a failed stage (doubling on each retry): long enough for a restarted service.
+    batch_retry_delay_seconds: int = Field(default=30, ge=0)
     delta_vacuum_retention_hours: int = Field(default=168, ge=168)  # Delta refuses less by default, and so do we
     quality_dir: Path | None = None  # Great Expectations project and Data Docs; default <home>/quality
 

@@ -14,7 +14,12 @@ from airflow.sdk import Param, dag, task
 
 from braid.settings import load_settings
 
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
+RETRIES = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=load_settings().batch_retry_delay_seconds),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
 
 
 def _submit_stage(stage: str, version: dict) -> dict:

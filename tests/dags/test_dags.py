@@ -26,6 +26,7 @@ print(json.dumps({
             "catchup": dag.catchup,
             "edges": {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks},
             "retries": {task.task_id: task.retries for task in dag.tasks},
+            "retry_delays": {task.task_id: task.retry_delay.total_seconds() for task in dag.tasks},
             "params": sorted(dag.params.keys()),
         }
         for dag_id, dag in bag.dags.items()
@@ -66,9 +67,10 @@ def test_dags_import_with_the_expected_task_graph(tmp_path: Path) -> None:
     assert maintenance["max_active_runs"] == 1 and maintenance["catchup"] is False
 
 
-def test_the_schedule_comes_from_the_settings(tmp_path: Path) -> None:
-    loaded = load(tmp_path, {"BRAID_BATCH_SCHEDULE": "*/15 * * * *"})
+def test_the_schedule_and_the_retry_delay_come_from_the_settings(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"BRAID_BATCH_SCHEDULE": "*/15 * * * *", "BRAID_BATCH_RETRY_DELAY_SECONDS": "7"})
     assert loaded["dags"]["braid_batch"]["schedule"] == "*/15 * * * *"
+    assert set(loaded["dags"]["braid_batch"]["retry_delays"].values()) == {7.0}
 
 
 @pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda p: p.name)
