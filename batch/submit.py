@@ -13,6 +13,7 @@ from pathlib import Path
 
 from braid.errors import BraidError
 from braid.jvm import module_jars
+from braid.jvm.cds import driver_java_options
 from braid.settings import Settings
 
 QUALITY_GATE_EXIT = 3
@@ -27,6 +28,7 @@ def spark_submit_command(settings: Settings, arguments: list[str]) -> list[str]:
 
     import batch.main
 
+    options = driver_java_options(settings.jar_cache, settings.spark_class_data_sharing)
     return [
         str(Path(_find_spark_home()) / "bin" / "spark-submit"),
         "--master", settings.spark_master,
@@ -34,6 +36,7 @@ def spark_submit_command(settings: Settings, arguments: list[str]) -> list[str]:
         "--jars", ",".join(str(jar) for jar in module_jars(settings.jar_cache, "spark")),
         "--conf", f"spark.sql.shuffle.partitions={settings.spark_shuffle_partitions}",
         "--conf", "spark.ui.showConsoleProgress=false",
+        *(["--driver-java-options", options] if options else []),
         batch.main.__file__,
         *arguments,
     ]  # fmt: skip

@@ -11,9 +11,12 @@ from braid.settings import SettingsError, load_settings
 
 def _jars(args: argparse.Namespace) -> int:
     from braid.jvm import ensure_jars
+    from braid.jvm.cds import ensure_archive
 
     settings = load_settings()
     ensure_jars(settings.jar_cache)
+    if settings.spark_class_data_sharing:
+        ensure_archive(settings.jar_cache)
     print(settings.jar_cache)
     return 0
 

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "4g"
     spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
     spark_ui_enabled: bool = False
+    # Drivers map Spark's classes from the archive `braid jars` makes (braid/jvm/cds.py): a quarter off a cold start.
+    spark_class_data_sharing: bool = True
     # On a cluster only (local[*] ignores both): each executor's heap, and the cores one application may hold. A
     # standalone master gives an application every free core unless capped, so the always-on speed job would leave
     # none for the batch runs.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from braid.jvm import module_jars
+from braid.jvm.cds import driver_java_options
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,6 +28,7 @@ def create_session(
     shuffle_partitions: int,
     ui_enabled: bool,
     extra_conf: dict[str, str] | None = None,
+    driver_java_options: str | None = None,
 ) -> SparkSession:
     from pyspark.sql import SparkSession
 
@@ -48,6 +50,8 @@ def create_session(
         .config("spark.sql.session.timeZone", "UTC")  # event times are UTC everywhere in Braid
         .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
     )
+    if driver_java_options:  # pyspark hands the session's conf to spark-submit, which starts the driver JVM with it
+        builder = builder.config("spark.driver.extraJavaOptions", driver_java_options)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
@@ -90,6 +94,7 @@ def session_from_settings(settings: Settings, app_name: str, extra_conf: dict[st
         shuffle_partitions=settings.spark_shuffle_partitions,
         ui_enabled=settings.spark_ui_enabled,
         extra_conf={**cluster_conf(settings), **(extra_conf or {})},
+        driver_java_options=driver_java_options(settings.jar_cache, settings.spark_class_data_sharing),
     )
     # Set on the live Hadoop configuration rather than as spark.hadoop.* options: those reach the JVM as command-line
     # arguments, where any process listing would show the secret key. Spark ships this configuration with every task.

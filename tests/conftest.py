@@ -99,9 +99,11 @@ def services(settings: Settings):
 @pytest.fixture(scope="session")
 def spark(settings: Settings):
     from braid.jvm import ensure_jars
+    from braid.jvm.cds import ensure_archive
     from braid.spark import session_from_settings
 
     ensure_jars(settings.jar_cache)
+    ensure_archive(settings.jar_cache)  # made once by `make setup` (braid jars); every driver of the suite maps it
     session = session_from_settings(settings, "braid-tests")
     yield session
     session.stop()

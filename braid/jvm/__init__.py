@@ -37,7 +37,7 @@ def _pyspark_jars() -> Path:
     return Path(pyspark.__file__).parent / "jars"
 
 
-def _stamp_text() -> str:
+def stamp_text() -> str:
     digest = hashlib.sha256()
     for pom in sorted(POM_DIR.rglob("pom.xml")):
         digest.update(pom.read_bytes())
@@ -49,7 +49,7 @@ def _stamp_text() -> str:
 
 def jars_ready(cache: Path) -> bool:
     stamp = cache / _STAMP
-    return stamp.is_file() and stamp.read_text() == _stamp_text()
+    return stamp.is_file() and stamp.read_text() == stamp_text()
 
 
 def ensure_jars(cache: Path, *, log=lambda message: print(message, file=sys.stderr)) -> Path:
@@ -69,7 +69,7 @@ def ensure_jars(cache: Path, *, log=lambda message: print(message, file=sys.stde
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise BraidError(f"jars: Maven failed (exit {result.returncode}):\n{tail}")
     removed = _drop_jars_spark_ships(cache / "spark", _pyspark_jars())
-    (cache / _STAMP).write_text(_stamp_text())
+    (cache / _STAMP).write_text(stamp_text())
     counts = ", ".join(f"{module} {len(list((cache / module).glob('*.jar')))}" for module in MODULES)
     log(f"jars: ready ({counts} jars; {removed} already shipped by pyspark left out)")
     return cache

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC
+from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 
-from batch.cassandra_io import PUBLISHED, SUPERSEDED
+from batch.cassandra_io import PUBLISHED, RETIRED, SUPERSEDED, VersionRecord
 from batch.job import batch_context, new_run_id, run_all
 from batch.stages import FULL, INCREMENTAL, QualityGateFailed
 from braid.cassandra import cluster_from_settings
@@ -29,12 +30,25 @@ from tests.speed.test_speed_job import Stream, _wait
 pytestmark = [pytest.mark.services, pytest.mark.spark]
 
 
+@dataclass(frozen=True)
+class FirstPublish:
+    """What the first version, published at A's cutoff, left: read right after its publish."""
+
+    record: VersionRecord
+    retired_through: int | None
+    speed_buckets: set[int]
+    served: tuple[int, int, dict]
+    view_table_versions: set[int]
+    view_table_rows: int
+
+
 class Lake:
     """A master dataset in two parts the speed layer landed in different handoff buckets: A up to bucket `cutoff_a`,
     A + B up to `cutoff_b`; the generator's records are the oracle's input."""
 
     def __init__(self, stream: Stream, cutoff_a: int, cutoff_b: int, sent_a: int) -> None:
         self.stream, self.cutoff_a, self.cutoff_b, self.sent_a = stream, cutoff_a, cutoff_b, sent_a
+        self.first: FirstPublish | None = None
 
     @property
     def settings(self):
@@ -66,6 +80,8 @@ class Lake:
 
 @pytest.fixture(scope="module")
 def lake(services, spark, tmp_path_factory) -> Lake:
+    """The two-part master dataset, and the module's first version published at A's cutoff. What that first publish
+    left is read at once (`lake.first`), before any test moves the pointer past B: the tests run in any order."""
     from speed.main import run_speed
 
     stream = Stream(services, tmp_path_factory.mktemp("batch"), seed=51, count=3000, max_offsets=5000)
@@ -77,32 +93,40 @@ def lake(services, spark, tmp_path_factory) -> Lake:
     _wait(lambda: time.time() // seconds > cutoff_a, seconds + 5, "the next handoff bucket")  # B lands after A's buckets
     stream.produce(3000)
     run_speed(stream.settings, once=True, **quiet)
-    return Lake(stream, cutoff_a, stream.progress().last_bucket, 1600)
-
-
-def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(spark, lake: Lake) -> None:
+    lake = Lake(stream, cutoff_a, stream.progress().last_bucket, 1600)
     with batch_context(lake.settings, log=lambda m: None) as context:
         record = run_all(spark, context, new_run_id(), lake.cutoff_a, FULL)
-        assert record.state == PUBLISHED and record.cutoff == lake.cutoff_a
-        assert context.store.speed_retired_through() == lake.cutoff_a  # nothing older than the first version is readable
-    buckets = {row.handoff_bucket for row in lake.stream.speed_rows()}
-    assert buckets and min(buckets) > lake.cutoff_a  # A's speed rows are retired, B's are still needed
-    version, cutoff, rows = lake.served()
-    assert (version, cutoff) == (record.version, lake.cutoff_a)
-    assert rows == lake.expected(lake.sent_a)
-    assert lake.expected(lake.sent_a) != lake.expected(3000)  # B is beyond the cutoff, and would change the answer
-    # the Delta view tables hold the same version, time-travel-able by the Delta version the record names
+        retired_through = context.store.speed_retired_through()
     table = spark.read.format("delta").option("versionAsOf", record.view_tables["payments_by_merchant"]).load(
         f"{lake.settings.lake_root}/views/payments_by_merchant"
     )
-    assert {row.batch_version for row in table.select("batch_version").distinct().collect()} == {record.version}
-    assert table.count() == sum(1 for key in rows if key[0] == "payments_by_merchant")
+    lake.first = FirstPublish(
+        record=record,
+        retired_through=retired_through,
+        speed_buckets={row.handoff_bucket for row in stream.speed_rows()},
+        served=lake.served(),
+        view_table_versions={row.batch_version for row in table.select("batch_version").distinct().collect()},
+        view_table_rows=table.count(),
+    )
+    return lake
+
+
+def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(lake: Lake) -> None:
+    first = lake.first
+    assert first.record.state == PUBLISHED and first.record.cutoff == lake.cutoff_a
+    assert first.retired_through == lake.cutoff_a  # nothing older than the first version is readable
+    assert first.speed_buckets and min(first.speed_buckets) > lake.cutoff_a  # A's speed rows are retired, B's are still needed
+    version, cutoff, rows = first.served
+    assert (version, cutoff) == (first.record.version, lake.cutoff_a)
+    assert rows == lake.expected(lake.sent_a)
+    assert lake.expected(lake.sent_a) != lake.expected(3000)  # B is beyond the cutoff, and would change the answer
+    # the Delta view tables hold the same version, time-travel-able by the Delta version the record names
+    assert first.view_table_versions == {first.record.version}
+    assert first.view_table_rows == sum(1 for key in rows if key[0] == "payments_by_merchant")
 
 
 def test_incremental_equals_full(spark, lake: Lake) -> None:
     with batch_context(lake.settings, log=lambda m: None) as context:
-        if context.store.pointer() is None:
-            run_all(spark, context, new_run_id(), lake.cutoff_a, FULL)
         incremental = run_all(spark, context, new_run_id(), lake.cutoff_b, INCREMENTAL)
         assert incremental.mode == INCREMENTAL
         session = cluster_from_settings(lake.settings).connect(lake.settings.cassandra_keyspace)
@@ -120,8 +144,6 @@ def test_a_failing_expectation_blocks_the_publish(spark, lake: Lake) -> None:
     from pyspark.sql import functions as F
 
     with batch_context(lake.settings, log=lambda m: None) as context:
-        if context.store.pointer() is None:
-            run_all(spark, context, new_run_id(), lake.cutoff_b, FULL)
         before = lake.served()
         path = f"{lake.settings.lake_root}/master/payment"
         table_version = DeltaTable.forPath(spark, path).history(1).first()["version"]
@@ -142,9 +164,6 @@ def test_a_failing_expectation_blocks_the_publish(spark, lake: Lake) -> None:
 
 
 def test_a_publish_killed_half_way_then_rerun_only_ever_serves_whole_versions(spark, lake: Lake, tmp_path: Path) -> None:
-    with batch_context(lake.settings, log=lambda m: None) as context:
-        if context.store.pointer() is None:
-            run_all(spark, context, new_run_id(), lake.cutoff_b, FULL)
     expected = {lake.cutoff_a: lake.expected(lake.sent_a), lake.cutoff_b: lake.expected(3000)}
     seen, problems, stop = [], [], threading.Event()
 
@@ -191,3 +210,54 @@ def test_a_publish_killed_half_way_then_rerun_only_ever_serves_whole_versions(sp
     version, cutoff, rows = lake.served()
     assert version > before and cutoff == lake.cutoff_b and rows == expected[lake.cutoff_b]
     assert set(seen) >= {before, version}  # the reader saw both sides of the switch, each whole
+
+
+def test_maintenance_deletes_what_no_reader_needs_and_keeps_time_travel(spark, lake: Lake) -> None:
+    """The maintenance DAG's two passes: superseded versions past the grace lose their Cassandra rows (the served one
+    stays whole); OPTIMIZE compacts, and VACUUM deletes an unreferenced file older than the retention but keeps the
+    files a recent snapshot still names, so time travel to an older version keeps working."""
+    from delta.tables import DeltaTable
+
+    from batch.maintenance import compact_and_vacuum, retire_versions, tables
+
+    with batch_context(lake.settings, log=lambda m: None) as context:
+        old = run_all(spark, context, new_run_id(), lake.cutoff_b, FULL)  # at B: a version never goes back, whatever ran first
+        served = run_all(spark, context, new_run_id(), lake.cutoff_b, FULL)
+        superseded = [r for r in context.store.versions(limit=200) if r.state == SUPERSEDED]
+        assert old.version in {r.version for r in superseded}
+        session = cluster_from_settings(lake.settings).connect(lake.settings.cassandra_keyspace)
+        try:
+            assert Lake.rows(session, old.version) == lake.expected(3000)  # within the grace: still readable
+            assert retire_versions(spark, replace(context, retire_grace=timedelta(0))) > 0
+            assert {r.version: Lake.rows(session, r.version) for r in superseded} == {r.version: {} for r in superseded}
+        finally:
+            session.cluster.shutdown()
+        assert {r.version: context.store.version(r.version).state for r in superseded} == {r.version: RETIRED for r in superseded}
+        assert lake.served() == (served.version, lake.cutoff_b, lake.expected(3000))
+
+        master = f"{lake.settings.lake_root}/master/payment"
+        before = spark.read.format("delta").load(master).count()
+        files_before = len(DeltaTable.forPath(spark, master).toDF().inputFiles())
+        partitions = spark.read.format("delta").load(master).select("ingest_date").distinct().count()
+        week_ago = time.time() - 8 * 24 * 3600
+        orphan = Path(master) / "part-00000-orphan-of-a-failed-commit.snappy.parquet"
+        orphan.write_bytes(b"PAR1 nothing any table version names")
+        os.utime(orphan, (week_ago, week_ago))
+        recent_orphan = Path(master) / "part-00000-orphan-of-a-commit-in-flight.snappy.parquet"
+        recent_orphan.write_bytes(b"PAR1 a writer may still commit this")
+        with pytest.raises(ValueError, match="retention 24 h is below 168 h"):
+            compact_and_vacuum(spark, context, 24)
+        assert orphan.exists()
+        done = compact_and_vacuum(spark, context, 168)
+        assert set(done) == set(tables(spark, context)) and master in done and any("/views/" in path for path in done)
+    operations = {row.operation for row in DeltaTable.forPath(spark, master).history().collect()}
+    assert files_before <= partitions or "OPTIMIZE" in operations
+    assert len(DeltaTable.forPath(spark, master).toDF().inputFiles()) == partitions  # small data: one file per partition
+    assert spark.read.format("delta").load(master).count() == before  # compaction changes files, never rows
+    assert not orphan.exists() and recent_orphan.exists()  # older than the retention: gone; within it: kept
+    recent_orphan.unlink()
+    # Time travel within the retention: the old version's view table, as its record names it, reads back whole.
+    view = "payments_by_merchant"
+    table = spark.read.format("delta").option("versionAsOf", old.view_tables[view]).load(f"{lake.settings.lake_root}/views/{view}")
+    assert {row.batch_version for row in table.select("batch_version").distinct().collect()} == {old.version}
+    assert table.count() == sum(1 for key in lake.expected(3000) if key[0] == view)

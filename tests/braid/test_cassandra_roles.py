@@ -131,7 +131,8 @@ def _signs_in(settings, username: str, password: str) -> bool:
 
 @pytest.mark.services
 def test_a_password_changed_in_the_settings_becomes_the_roles_on_the_next_up(secured_stack: SecuredStack) -> None:
-    """Rotation: `braid up` gives a role that refuses the settings' password that password (kept last in this file)."""
+    """Rotation: `braid up` gives a role that refuses the settings' password that password, and back again (in a
+    `finally`, so the tests after it sign in with the stack's password whatever happened)."""
     import time
 
     from pydantic import SecretStr
@@ -141,8 +142,6 @@ def test_a_password_changed_in_the_settings_becomes_the_roles_on_the_next_up(sec
     settings = secured_stack.settings
     old, new = settings.cassandra_reader_password.get_secret_value(), f"rotated-{uuid.uuid4().hex}-'q"
     rotated = settings.model_copy(update={"cassandra_reader_password": SecretStr(new)})
-    time.sleep(5)  # Cassandra takes one password change per role every 5 s
-    assert "role 'braid_reader' exists; its password is now the one of the settings" in ensure_roles(rotated)
 
     def eventually(condition) -> bool:  # a node keeps a role's credential cached for credentials_validity (2 s)
         deadline = time.monotonic() + 10
@@ -150,8 +149,13 @@ def test_a_password_changed_in_the_settings_becomes_the_roles_on_the_next_up(sec
             time.sleep(0.5)
         return condition()
 
-    assert eventually(lambda: _signs_in(settings, "braid_reader", new))
-    assert eventually(lambda: not _signs_in(settings, "braid_reader", old))
-    time.sleep(5)
-    assert "role 'braid_reader' exists; its password is now the one of the settings" in ensure_roles(settings)  # back
+    time.sleep(5)  # Cassandra takes one password change per role every 5 s
+    try:
+        assert "role 'braid_reader' exists; its password is now the one of the settings" in ensure_roles(rotated)
+        assert eventually(lambda: _signs_in(settings, "braid_reader", new))
+        assert eventually(lambda: not _signs_in(settings, "braid_reader", old))
+    finally:
+        time.sleep(5)
+        back = ensure_roles(settings)
+    assert "role 'braid_reader' exists; its password is now the one of the settings" in back
     assert eventually(lambda: _signs_in(settings, "braid_reader", old))

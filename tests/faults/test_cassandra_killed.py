@@ -27,7 +27,7 @@ from tests.speed.test_speed_job import Stream
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.spark]
 
 RATE = 30.0  # events per second
-WARM_UP, DURING, AFTER = 300, 2700, 600  # records: before the fault, from just before it (90 s), after the batch publish
+WARM_UP, DURING, AFTER = 300, 1500, 600  # records: before the fault, from just before it (50 s), after the batch publish
 OUTAGE_SECONDS = 20.0
 UNAVAILABLE = "cassandra: no node answers; the answer cannot be read right now"
 TOP = "/v1/views/page_views_by_country/top"
@@ -124,7 +124,7 @@ def test_cassandra_killed_while_the_speed_layer_writes_and_queries_run(spark, se
         # merged answers must combine both sides at the boundary.
         wait_for(lambda: stream.progress().complete_through >= first_bucket, 120, "a complete handoff bucket with events")
         publish_batch(spark, stream, "after-cassandra-kill")
-        parts.produce(AFTER, rate=RATE).finish()
+        parts.produce(AFTER, rate=100).finish()
         wait_for(lambda: committed(spark, stream), 300, "the speed job to catch up with the last part", every=3)
         assert job_alive() and api.poll() is None, "the speed job and the API must have ridden out the outage"
         assert_api_answers_as_the_library(http, stream, open_queries)

@@ -25,7 +25,7 @@ from tests.speed.test_speed_job import Stream
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.spark]
 
 RATE = 30.0  # events per second
-WARM_UP, DURING, AFTER = 300, 2700, 600  # records: before the fault, from just before it (90 s), after the batch publish
+WARM_UP, DURING, AFTER = 300, 1500, 600  # records: before the fault, from just before it (50 s), after the batch publish
 OUTAGE_SECONDS = 15.0
 
 
@@ -191,7 +191,7 @@ def test_kafka_broker_killed_while_producing_and_consuming(spark, services, tmp_
         # merged answers must combine both sides at the boundary.
         wait_for(lambda: stream.progress().complete_through >= first_bucket, 120, "a complete handoff bucket with events")
         publish_batch(spark, stream, "after-broker-kill")
-        parts.produce(AFTER, rate=RATE).finish()
+        parts.produce(AFTER, rate=100).finish()
         wait_for(lambda: committed(spark, stream), 300, "the speed job to catch up with the last part", every=3)
         assert job.poll() is None, "the speed job must have ridden out the outage without a restart"
     finally:

@@ -1,0 +1,74 @@
+"""The class-data-sharing archive of Spark drivers (braid/jvm/cds.py): looked for under a name that changes with the
+jars and the JDK, used only when whole and in place, and mapped by the suite's own driver."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from braid.jvm import stamp_text
+from braid.jvm.cds import archive_path, driver_java_options
+
+
+def _ready_cache(path: Path, stamp: str | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / ".stamp").write_text(stamp or stamp_text())
+    return path
+
+
+def test_no_option_until_the_archive_is_in_place(tmp_path: Path) -> None:
+    cache = _ready_cache(tmp_path / "jars")
+    path = archive_path(cache)
+    assert path is not None and path.parent == cache / "cds" and path.suffix == ".jsa"
+    assert driver_java_options(cache) is None
+    path.parent.mkdir()
+    path.with_name(f"{path.name}.123.part").write_bytes(b"a dump still being written")  # never used: not renamed yet
+    assert driver_java_options(cache) is None
+    path.write_bytes(b"whole")
+    assert driver_java_options(cache) == f"-XX:SharedArchiveFile={path}"
+    assert driver_java_options(cache, enabled=False) is None  # BRAID_SPARK_CLASS_DATA_SHARING=false
+
+
+def test_other_jars_look_for_another_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import braid.jvm
+
+    ours = archive_path(_ready_cache(tmp_path / "ours"))
+    assert ours is not None and ours.name == archive_path(_ready_cache(tmp_path / "copy")).name  # same jars and JDK: same name
+    assert archive_path(tmp_path / "no-cache") is None  # no jars resolved: nothing to look for
+    monkeypatch.setattr(braid.jvm, "stamp_text", lambda: "the stamp of another pom or pyspark")
+    other = archive_path(_ready_cache(tmp_path / "other", stamp="the stamp of another pom or pyspark"))
+    assert other is not None and other.name != ours.name
+    assert archive_path(tmp_path / "ours") is None  # its jars are no longer the pinned ones
+
+
+def test_spark_submit_starts_its_driver_with_the_archive(tmp_path: Path) -> None:
+    from batch.submit import spark_submit_command
+    from braid.settings import Settings
+
+    cache = _ready_cache(tmp_path / "jars")
+    (cache / "spark").mkdir()
+    (cache / "spark" / "delta-spark_4.1_2.13-4.4.0.jar").write_bytes(b"")
+    settings = Settings(jars_dir=cache)
+    assert "--driver-java-options" not in spark_submit_command(settings, ["stage", "publish"])
+    path = archive_path(cache)
+    path.parent.mkdir()
+    path.write_bytes(b"whole")
+    command = spark_submit_command(settings, ["stage", "publish"])
+    assert command[command.index("--driver-java-options") + 1] == f"-XX:SharedArchiveFile={path}"
+    assert command.index("--driver-java-options") < command.index("stage")  # an option of spark-submit, not of the stage
+    disabled = spark_submit_command(settings.model_copy(update={"spark_class_data_sharing": False}), ["stage", "publish"])
+    assert "--driver-java-options" not in disabled
+
+
+@pytest.mark.spark
+def test_the_suites_driver_maps_the_archive(spark, settings) -> None:
+    path = archive_path(settings.jar_cache)
+    assert path is not None and path.is_file(), "the spark fixture makes the archive before it starts the session"
+    pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
+    info = subprocess.run(["jcmd", str(pid), "VM.info"], capture_output=True, text=True, timeout=60).stdout
+    mapped = [line for line in info.splitlines() if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line) and line.endswith(str(path))]
+    assert mapped, "the driver JVM did not map the archive: " + "; ".join(line for line in info.splitlines() if "CDS" in line)
+
