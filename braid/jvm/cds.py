@@ -43,8 +43,10 @@ def archive_path(cache: Path) -> Path | None:
     if java is None or not java.exists() or not jars_ready(cache):
         return None
     binary = java.resolve()
-    # The driver's class path is pyspark's jars folder: a jar added there (as the Docker image does) is another archive.
-    classpath = sorted(jar.name for jar in _pyspark_jars().glob("*.jar"))
+    # The driver's class path is pyspark's jars folder. The JVM refuses an archive whose class path entries moved or
+    # changed (path, size, mtime) and then silently starts without it, so all three are in the name: a reinstalled
+    # pyspark or a jar added there (as the Docker image does) looks for another archive instead of never mapping this one.
+    classpath = sorted((str(jar), jar.stat().st_size, jar.stat().st_mtime_ns) for jar in _pyspark_jars().glob("*.jar"))
     digest = hashlib.sha256(f"{stamp_text()}|{classpath}|{binary}|{binary.stat().st_size}|{binary.stat().st_mtime_ns}".encode())
     return cache / ARCHIVE_DIR / f"spark-driver-{digest.hexdigest()[:16]}.jsa"
 
@@ -115,10 +117,11 @@ def ensure_archive(cache: Path, *, log=lambda message: print(message, file=sys.s
         made = subprocess.run([sys.executable, "-c", _WARM_UP, str(cache), str(work)], env=env, capture_output=True, text=True)
         if made.returncode != 0 or not partial.is_file():
             raise BraidError(f"jars: the warm-up driver failed ({made.returncode}): {made.stderr.strip()[-500:]}")
-        # Loaded once by another driver before it is trusted: a damaged archive would kill every driver at start.
+        # Loaded once by another driver before it is trusted: a damaged archive would kill every driver at start, and
+        # one that does not match the driver's class path would be skipped silently (-Xshare:on makes that an error).
         check = subprocess.run(
             [sys.executable, "-c", "from pyspark.sql import SparkSession as S; S.builder.master('local[1]').getOrCreate().stop()"],
-            env={**env, "PYSPARK_SUBMIT_ARGS": f"--driver-java-options -XX:SharedArchiveFile={partial} pyspark-shell"},
+            env={**env, "PYSPARK_SUBMIT_ARGS": f'--driver-java-options "-XX:SharedArchiveFile={partial} -Xshare:on" pyspark-shell'},
             capture_output=True, text=True,
         )  # fmt: skip
         if check.returncode != 0:

@@ -3,8 +3,9 @@ jars and the JDK, used only when whole and in place, and mapped by the suite's o
 
 from __future__ import annotations
 
-import re
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,27 @@ def test_spark_submit_starts_its_driver_with_the_archive(tmp_path: Path) -> None
     assert "--driver-java-options" not in disabled
 
 
-@pytest.mark.spark
-def test_the_suites_driver_maps_the_archive(spark, settings) -> None:
-    path = archive_path(settings.jar_cache)
-    assert path is not None and path.is_file(), "the spark fixture makes the archive before it starts the session"
-    pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
-    info = subprocess.run(["jcmd", str(pid), "VM.info"], capture_output=True, text=True, timeout=60).stdout
-    mapped = [line for line in info.splitlines() if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line) and line.endswith(str(path))]
-    assert mapped, "the driver JVM did not map the archive: " + "; ".join(line for line in info.splitlines() if "CDS" in line)
+# A driver started from the settings, as the speed job and `braid batch run` start theirs, in a process of its own (the
+# suite's own driver may have been launched by whichever test came first). It prints the archives its JVM mapped.
+_DRIVER = """
+from braid.settings import load_settings
+from braid.spark import session_from_settings
 
+spark = session_from_settings(load_settings(), "braid-cds-check")
+pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
+print("MAPPED", *sorted({line.split()[-1] for line in open(f"/proc/{pid}/maps") if line.rstrip().endswith(".jsa")}))
+spark.stop()
+"""
+
+
+@pytest.mark.spark
+def test_a_driver_started_from_the_settings_maps_the_archive(spark, settings) -> None:
+    path = archive_path(settings.jar_cache)
+    assert path is not None and path.is_file(), "the spark fixture makes the archive (as `braid jars` does)"
+    # class+path logging says why, should the JVM refuse the archive (it then starts without it, silently).
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": "-Xlog:cds=warning,class+path=info"}
+    run = subprocess.run([sys.executable, "-c", _DRIVER], env=env, capture_output=True, text=True, timeout=300)
+    mapped = [line for line in run.stdout.splitlines() if line.startswith("MAPPED")]
+    assert run.returncode == 0 and mapped, run.stderr[-2000:]
+    said = [line[:400] for line in (run.stdout + run.stderr).splitlines() if "[cds" in line or "[class,path" in line]
+    assert str(path) in mapped[0].split(), f"{mapped[0]}; the JVM said: " + " | ".join(said[-12:])
