@@ -16,7 +16,10 @@ def _jars(args: argparse.Namespace) -> int:
     settings = load_settings()
     ensure_jars(settings.jar_cache)
     if settings.spark_class_data_sharing:
-        ensure_archive(settings.jar_cache)
+        try:
+            ensure_archive(settings.jar_cache)
+        except BraidError as error:  # an optimisation: the jobs run without it, only their JVMs start slower
+            print(f"{error}; Spark drivers start without a class-data-sharing archive", file=sys.stderr)
     print(settings.jar_cache)
     return 0
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from braid.errors import BraidError
 from braid.settings import Settings, load_settings
 
 # Property tests (hypothesis): a modest number of examples, the same ones on every run (derandomized, no example
@@ -103,7 +105,10 @@ def spark(settings: Settings):
     from braid.spark import session_from_settings
 
     ensure_jars(settings.jar_cache)
-    ensure_archive(settings.jar_cache)  # made once by `make setup` (braid jars); every driver of the suite maps it
+    try:
+        ensure_archive(settings.jar_cache)  # made once by `make setup` (braid jars); every driver of the suite maps it
+    except BraidError as error:  # the suite runs without it, slower; tests/braid/test_cds.py fails on its absence
+        warnings.warn(str(error), stacklevel=1)
     session = session_from_settings(settings, "braid-tests")
     yield session
     session.stop()

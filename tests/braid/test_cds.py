@@ -80,7 +80,7 @@ spark.stop()
 @pytest.mark.spark
 def test_a_driver_started_from_the_settings_maps_the_archive(spark, settings) -> None:
     path = archive_path(settings.jar_cache)
-    assert path is not None and path.is_file(), "the spark fixture makes the archive (as `braid jars` does)"
+    assert path is not None and path.is_file(), "the spark fixture makes the archive (as `braid jars` does); its warning says why it could not"
     # class+path logging says why, should the JVM refuse the archive (it then starts without it, silently).
     env = {**os.environ, "JAVA_TOOL_OPTIONS": "-Xlog:cds=warning,class+path=info"}
     run = subprocess.run([sys.executable, "-c", _DRIVER], env=env, capture_output=True, text=True, timeout=300)
