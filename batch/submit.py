@@ -13,8 +13,8 @@ from pathlib import Path
 
 from braid.errors import BraidError
 from braid.jvm import module_jars
+from braid.jvm.cds import driver_java_options
 from braid.settings import Settings
-from braid.spark import driver_jvm_options
 
 QUALITY_GATE_EXIT = 3
 
@@ -28,7 +28,7 @@ def spark_submit_command(settings: Settings, arguments: list[str]) -> list[str]:
 
     import batch.main
 
-    options = driver_jvm_options(settings)
+    options = driver_java_options(settings.jar_cache, settings.spark_class_data_sharing)
     return [
         str(Path(_find_spark_home()) / "bin" / "spark-submit"),
         "--master", settings.spark_master,

@@ -126,10 +126,6 @@ class Settings(BaseSettings):
     spark_ui_enabled: bool = False
     # Drivers map Spark's classes from the archive `braid jars` makes (braid/jvm/cds.py): a quarter off a cold start.
     spark_class_data_sharing: bool = True
-    # More JVM options for every Spark driver (the speed job, `braid batch run`, the DAG's spark-submit stages), as
-    # spark.driver.extraJavaOptions. The test stack sets -XX:TieredStopAtLevel=1: its drivers live for seconds or
-    # minutes, and C2's compilations cost more than they save there (a cold Delta job 13-15 s -> 9-10 s).
-    spark_driver_java_options: str | None = None
     # On a cluster only (local[*] ignores both): each executor's heap, and the cores one application may hold. A
     # standalone master gives an application every free core unless capped, so the always-on speed job would leave
     # none for the batch runs.

@@ -70,8 +70,6 @@ def braid_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "BRAID_CASSANDRA_KEYSPACE": "braid_test",
         "BRAID_RULES_FILE": str(rules_file),
         "BRAID_BATCH_RETRY_DELAY_SECONDS": "1",  # a retried stage under Airflow starts at once, not 30 s later
-        # Drivers of seconds or minutes on small data: C1 compiles enough, and C2's compilations compete for the cores.
-        "BRAID_SPARK_DRIVER_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1",
     }
     for name in [name for name in os.environ if name.startswith("BRAID_")]:
         del os.environ[name]

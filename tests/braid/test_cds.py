@@ -62,12 +62,6 @@ def test_spark_submit_starts_its_driver_with_the_archive(tmp_path: Path) -> None
     assert command.index("--driver-java-options") < command.index("stage")  # an option of spark-submit, not of the stage
     disabled = spark_submit_command(settings.model_copy(update={"spark_class_data_sharing": False}), ["stage", "publish"])
     assert "--driver-java-options" not in disabled
-    # BRAID_SPARK_DRIVER_JAVA_OPTIONS come after the archive's option, with or without the archive
-    tuned = settings.model_copy(update={"spark_driver_java_options": "-XX:TieredStopAtLevel=1 -Dx=y"})
-    command = spark_submit_command(tuned, ["stage", "publish"])
-    assert command[command.index("--driver-java-options") + 1] == f"-XX:SharedArchiveFile={path} -XX:TieredStopAtLevel=1 -Dx=y"
-    command = spark_submit_command(tuned.model_copy(update={"spark_class_data_sharing": False}), ["stage", "publish"])
-    assert command[command.index("--driver-java-options") + 1] == "-XX:TieredStopAtLevel=1 -Dx=y"
 
 
 # A driver started from the settings, as the speed job and `braid batch run` start theirs, in a process of its own (the
