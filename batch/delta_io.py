@@ -63,8 +63,9 @@ def optimize(spark: SparkSession, path: str) -> None:
 
 
 # VACUUM lists the table's folders in a Spark job of `parallelPartitionDiscovery.parallelism` tasks, 10,000 by default
-# whatever the table's size: 22-35 s for each small table of the test lake on 2 cores, against 1.6-5.5 s with a few
-# tasks per core (measured 2026-12-07). The cores a cluster has are enough tasks for a listing.
+# whatever the table's size. On the 2-core development machine, the seven small tables of the batch tests' lake, one
+# run alternating: 17.5-41.3 s each (163 s in all) that way, 1.3-2.8 s (13 s) with two tasks per core (2026-12-07).
+# The cores a cluster has are enough tasks for a listing.
 _LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 

@@ -1,5 +1,5 @@
 """The class-data-sharing archive of Spark drivers (braid/jvm/cds.py): looked for under a name that changes with the
-jars and the JDK, used only when whole and in place, and mapped by the suite's own driver."""
+jars and the JDK, used only when whole and in place, and mapped by a driver started from the settings."""
 
 from __future__ import annotations
 
