@@ -77,10 +77,14 @@ def _speed_report(settings) -> list[str]:
     if progress is None:
         return ["speed layer: no batch committed yet"]
     bucket = rules(settings.rules_file).handoff_bucket_seconds
-    complete_end = datetime.fromtimestamp((progress.complete_through + 1) * bucket, UTC)
+    if progress.complete_through is None:
+        complete = "no complete bucket archived yet"
+    else:
+        complete_end = datetime.fromtimestamp((progress.complete_through + 1) * bucket, UTC)
+        complete = f"complete through bucket {progress.complete_through} (ingested before {complete_end:%Y-%m-%d %H:%M:%S}Z)"
     lines = [
-        f"speed layer: batch {progress.last_batch}, handoff bucket {progress.last_bucket}; master dataset complete through "
-        f"bucket {progress.complete_through} (ingested before {complete_end:%Y-%m-%d %H:%M:%S}Z); updated {progress.updated_at:%H:%M:%S}Z"
+        f"speed layer: batch {progress.last_batch}, handoff bucket {progress.last_bucket}; master dataset {complete}; "
+        f"updated {progress.updated_at:%H:%M:%S}Z"
     ]
     if batch is not None:
         lag = sum((batch.lag_by_partition or {}).values())
@@ -273,7 +277,8 @@ def _migrate(args: argparse.Namespace) -> int:
 def _speed_run(args: argparse.Namespace) -> int:
     from speed.main import run_speed
 
-    run_speed(load_settings(), once=args.once)
+    # Flushed line by line: the log is usually a file, and a line that waits in a buffer tells an operator nothing.
+    run_speed(load_settings(), once=args.once, log=lambda message: print(message, flush=True))
     return 0
 
 
@@ -305,6 +310,7 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     report = bench_ingest(
         settings, start_rate=args.start_rate, max_rate=args.max_rate, probe_seconds=args.probe_seconds,
         sustain_seconds=args.sustain_seconds, repeats=args.repeats, producers=args.producers, output=Path(args.output),
+        rates=args.rates,
     )  # fmt: skip
     held = report["sustained_rate"]
     print(f"bench: highest sustained rate {held:,} events/s ({report['gap']}x short of the target)" if held else "bench: no rate was sustained")
@@ -597,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--sustain-seconds", type=float, default=300.0, help="seconds the best rate must hold")
     bench_ingest.add_argument("--repeats", type=_positive, default=3, help="runs per lower rate; medians are reported")
     bench_ingest.add_argument("--producers", type=_positive, default=2, help="generator processes")
+    bench_ingest.add_argument("--rates", type=lambda text: [_positive(part) for part in text.split(",")], default=None,
+                              help="also measure freshness at these rates first, e.g. 2000,10000")  # fmt: skip
     bench_ingest.add_argument("--output", default="bench/ingest.json", help="the JSON report")
     bench_ingest.set_defaults(run=_bench_ingest)
     bench_report = bench.add_parser("report", help="charts, the Markdown table and per-core figures from the JSON reports")

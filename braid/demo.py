@@ -219,7 +219,10 @@ def _has_complete_data(queries) -> bool:
     """The speed layer has committed events and marked their first bucket complete: a batch run will cover some."""
     progress = queries.store.progress()
     batches = queries.store.recent_speed_batches(10_000)
-    return progress is not None and bool(batches) and progress.complete_through >= min(b.handoff_bucket for b in batches)
+    return (
+        progress is not None and progress.complete_through is not None and bool(batches)
+        and progress.complete_through >= min(b.handoff_bucket for b in batches)
+    )  # fmt: skip
 
 
 def _consumed(queries) -> int:

@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     # process of one deployment must read the same file: the bucket length is part of the merge contract.
     rules_file: Path | None = None
 
-    speed_trigger_seconds: float = Field(default=2.0, gt=0, le=3600)
+    speed_trigger_seconds: float = Field(default=0.25, ge=0, le=3600)  # the view path's micro-batch interval
+    speed_archive_seconds: float = Field(default=10.0, gt=0, le=3600)  # micro-batches gathered into one Delta commit
+    speed_archive_max_pending_rows: int = Field(default=1_000_000, ge=1)  # back-pressure on the view path beyond this
     speed_max_offsets_per_trigger: int | None = Field(default=500_000, ge=1)
     speed_dedup_horizon_minutes: int = Field(default=60, ge=0)
     speed_dead_letter: bool = False  # also send quarantined records to the dead-letter topic (at least once)

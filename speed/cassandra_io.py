@@ -23,9 +23,8 @@ class SpeedStore:
             "INSERT INTO speed_views (view_name, handoff_bucket, shard, key, window_start, speed_batch, int_metrics, float_metrics)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self._progress = session.prepare(
-            "UPDATE pipeline_progress SET last_batch = ?, last_bucket = ?, complete_through = ?, updated_at = ? WHERE job = ?"
-        )
+        # The view path reports its own progress; how far the master dataset is complete is the archive's to say.
+        self._progress = session.prepare("UPDATE pipeline_progress SET last_batch = ?, last_bucket = ?, updated_at = ? WHERE job = ?")
         self._complete = session.prepare("UPDATE pipeline_progress SET complete_through = ?, updated_at = ? WHERE job = ?")
         self._read_progress = session.prepare("SELECT last_batch, last_bucket, complete_through, updated_at FROM pipeline_progress WHERE job = ?")
         self._batch = session.prepare(
@@ -59,7 +58,7 @@ class SpeedStore:
     def progress(self) -> Any:
         return self._session.execute(self._read_progress, (JOB,)).one()
 
-    def record_batch(self, batch_id: int, bucket: int, complete_through: int, stats: dict[str, Any]) -> None:
+    def record_batch(self, batch_id: int, bucket: int, stats: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         self._session.execute(
             self._batch,
@@ -69,7 +68,7 @@ class SpeedStore:
                 stats["freshness_p99_ms"], stats["freshness_max_ms"], now, stats["max_offsets"],
             ),
         )  # fmt: skip
-        self._session.execute(self._progress, (batch_id, bucket, complete_through, now, JOB))
+        self._session.execute(self._progress, (batch_id, bucket, now, JOB))
 
     def record_complete_through(self, bucket: int) -> None:
         self._session.execute(self._complete, (bucket, datetime.now(UTC), JOB))

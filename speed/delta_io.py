@@ -43,6 +43,13 @@ SPEED_SESSION_CONF = {
     "spark.ui.retainedStages": "200",
     "spark.ui.retainedTasks": "20000",
     "spark.sql.ui.retainedExecutions": "100",
+    # The archive rebuilds a micro-batch it has not committed from the offset log (speed/archive.py); Spark's default
+    # keeps the last 100, a minute at the view path's pace. The archive's back-pressure keeps it far closer than this.
+    "spark.sql.streaming.minBatchesToRetain": "2000",
+    # The view path caches each classified micro-batch until the archive has committed it. Compressing the cache
+    # (run-length and dictionary encoders, each scanning every column for its statistics first) cost more than it
+    # saved: the rows are JSON text, held for seconds.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 

@@ -2,7 +2,7 @@
 
 Exactly once, by construction:
 - Spark's offset log fixes each micro-batch's offsets and timestamp before it runs; a replay sees the same records
-  and the same `batch_ts`, so the same handoff bucket.
+  and the same timestamp (read back from the log), so the same handoff bucket.
 - Delta appends carry (application id, batch id) (`txnAppId`/`txnVersion`): a replayed append is skipped.
 - Speed views are computed from the rows the batch committed to Delta, de-duplicated against *earlier* batches only,
   and upserted into Cassandra keyed by batch id: a replay rewrites the same values.
@@ -17,35 +17,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import reduce
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from braid.errors import BraidError, storage_failure
 from braid.kafka import KafkaSecurity
-from braid.layout import shard_column
-from braid.view_compiler import aggregate_view, metric_kind, metric_maps
+from braid.layout import shard_of
+from braid.view_compiler import aggregate_cells, metric_kind
 from schemas.contracts import Contract
 from schemas.views import View
 from speed import delta_io
+from speed.archive import Archive, Handed, kafka_batch
+from speed.offset_log import OffsetLog
 from speed.cassandra_io import SpeedStore
-from speed.seen import SeenIds
-from speed.transforms import (
-    classify,
-    earlier_copies,
-    horizon_hashes,
-    id_hashes,
-    master_rows,
-    quarantine_rows,
-    unique_events,
-    with_ingestion,
-)
+from speed.seen import RecentIds, SeenIds
+from speed.facts import copies_of, figures, later_copies, positions, valid_of_type, view_cells
+from speed.transforms import BatchRecords, classify, earlier_copies, horizon_hashes, stamped
+
+# How long the ids of a micro-batch stay in memory after the archive committed it: a re-sent event usually follows its
+# first copy within seconds, and confirming it from memory spares a Delta read in the view path.
+RECENT_IDS_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,8 @@ class SpeedConfig:
     dead_letter_topic: str | None = None
     kafka_security: KafkaSecurity = KafkaSecurity()  # SASL credentials for the source, the dead letters and the offsets
     rules_file: Path | None = None  # the rules the Python workers validate against (settings.rules_file)
+    archive_seconds: float = 10.0  # how long the archive gathers micro-batches into one Delta commit per table
+    archive_max_pending_rows: int = 1_000_000  # the view path waits while the archive holds more (back-pressure)
 
 
 def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
@@ -76,12 +76,12 @@ def kafka_stream(spark: SparkSession, config: SpeedConfig) -> DataFrame:
     )
     if config.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
-    # current_timestamp() in a streaming plan is the micro-batch's timestamp, restored from the offset log on replay.
-    return reader.load().withColumn("batch_ts", F.current_timestamp())
+    return reader.load()
 
 
 class MicroBatchWriter:
-    """The foreachBatch function: everything one micro-batch does, in an order that makes replays harmless."""
+    """The foreachBatch function of the view path: classify, count each event once, write the speed views, and hand
+    the micro-batch to the archive. Nothing here waits for a Delta commit."""
 
     def __init__(
         self,
@@ -97,13 +97,15 @@ class MicroBatchWriter:
         self.store = store
         self.log = log
         self._app_id: str | None = None
-        self._lock = threading.Lock()
-        progress = store.progress()
-        self.complete_through = progress.complete_through if progress and progress.complete_through is not None else -1
+        self.archive: Archive | None = None  # set by SpeedJob before the query starts
+        self.offset_log: OffsetLog | None = None  # ditto: each micro-batch's timestamp is read from it
+        self.last_batch: int | None = None
         self.seen = SeenIds(config.dedup_horizon_buckets)
+        self.recent = RecentIds(RECENT_IDS_MS)
         self._kinds = {
             (view.name, metric.name): metric_kind(metric, registry, view) for view in views.values() for metric in view.metrics
         }
+        self._records = BatchRecords(registry, list(views.values()), self._kinds)
 
     def app_id(self, spark: SparkSession) -> str:
         # The query id lives in the checkpoint: a new checkpoint is a new application to Delta, a restart is not.
@@ -112,123 +114,100 @@ class MicroBatchWriter:
             self._app_id = f"braid-speed-{json.loads(metadata)['id']}"
         return self._app_id
 
-    def advance_complete_through(self, bucket: int) -> bool:
-        with self._lock:
-            if bucket <= self.complete_through:
-                return False
-            self.complete_through = bucket
-            return True
-
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         config = self.config
+        archive = self.archive
+        assert archive is not None and self.offset_log is not None, "attached before the query starts"
+        archive.check()  # a failed commit fails the view path too, before it writes anything
+        # The timestamp Spark fixed for this micro-batch (its `current_timestamp()`), kept out of the plan: see
+        # speed/transforms.py on why the plan holds no value of its micro-batch.
+        batch_ms = self.offset_log.timestamp_ms(batch_id)
         # A task per core rather than per Kafka partition: each task pays for its own projections and Python worker
         # round trip, and six partitions on two cores made three rounds of them (a no-op with fewer partitions).
         batch = batch.coalesce(spark.sparkContext.defaultParallelism)
-        classified = classify(with_ingestion(batch, config.bucket_seconds), config.rules_file).persist()
+        classified = classify(batch, batch_ms, config.rules_file).persist()
+        handed = False
         phases: dict[str, float] = {}
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
             nonlocal clock
-            phases[name] = round(time.perf_counter() - clock, 2)
+            phases[name] = round(time.perf_counter() - clock, 3)
             clock = time.perf_counter()
 
         try:
-            # One pass over the batch materialises the classification and gives every figure the batch reports: per
-            # (reason, type, partition) and, as the rollup's grand total (grouping id 7), for the whole batch.
-            figures = classified.rollup("reason", "event_type", "partition").agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.min("handoff_bucket").alias("bucket"),
-                F.max("offset").alias("max_offset"),
-                F.min(F.unix_millis("timestamp")).alias("oldest_ms"),
-                # produce times at the 50th, 5th and 1st percentile: their age at commit is freshness p50, p95, p99
-                F.percentile_approx(F.unix_millis("timestamp"), [0.5, 0.05, 0.01]).alias("produced_ms"),
-                F.grouping_id().alias("level"),
-            ).collect()
-            stats = [row for row in figures if row.level == 0]
-            if not stats:
+            # One stage materialises the classification and brings back every record's small columns and view cells.
+            records = stamped(self._records(classified).toArrow(), batch_ms, config.bucket_seconds)
+            facts = records.drop_columns(["cells"])
+            batch_figures = figures(facts)
+            if batch_figures is None:
                 self.seen.skipped(batch_id)
+                archive.submit(Handed(batch_id, None, {}, 0))
                 return
-            whole = next(row for row in figures if row.level == 7)
             lap("classify")
-            bucket = min(row.bucket for row in stats)
-            app_id = self.app_id(spark)
-            by_reason: dict[str, int] = {}
-            max_offsets: dict[str, int] = {}
-            for row in stats:
-                if row.reason is not None:
-                    by_reason[row.reason] = by_reason.get(row.reason, 0) + row.rows
-                max_offsets[str(row.partition)] = max(max_offsets.get(str(row.partition), -1), row.max_offset)
-            present = {row.event_type for row in stats if row.reason is None}
-            if by_reason:
-                delta_io.append_once(
-                    quarantine_rows(classified, batch_id), delta_io.quarantine_path(config.lake_root), app_id=app_id,
-                    batch_id=batch_id, rows=sum(by_reason.values()),
-                )  # fmt: skip
+            bucket, by_reason, valid_by_type = batch_figures.bucket, batch_figures.by_reason, batch_figures.valid_by_type
             if by_reason and config.dead_letter_topic:
                 self._send_dead_letters(classified, batch_id)
-            lap("quarantine")
+                lap("dead_letters")
             if self.seen.next_batch != batch_id:
+                archive.wait_through(batch_id - 1)  # the index is read from Delta: every earlier batch must be there
                 self._load_seen(spark, batch_id, bucket)
                 lap("dedup_index_load")
-            unique, cached, committed = {}, [], {}
-            try:
-                for event_type, versions in self.registry.items():
-                    rows = master_rows(classified, event_type, versions, batch_id)
-                    if event_type not in present:  # no commit for a type the batch has none of (a replay skips it too)
-                        unique[event_type] = rows
-                        continue
-                    # Parsed once, then appended, hashed for the index and de-duplicated. On a replay the same offsets
-                    # and batch timestamp give the same rows, so it sees what the first attempt wrote.
-                    rows = rows.persist()
-                    cached.append(rows)
-                    path = delta_io.master_path(config.lake_root, event_type)
-                    count = sum(row.rows for row in stats if row.reason is None and row.event_type == event_type)
-                    delta_io.append_once(rows, path, app_id=app_id, batch_id=batch_id, rows=count)
-                    hashes = id_hashes(rows).toArrow()
-                    committed[event_type] = (hashes.column("handoff_bucket").to_numpy(), hashes.column("hash").to_numpy())
-                    earlier = self._earlier(spark, event_type, path, committed[event_type][1], batch_id, bucket)
-                    unique[event_type] = unique_events(rows, earlier).persist()
-                    cached.append(unique[event_type])
-                lap("master")
-                rows = self._view_rows(unique, batch_id)
-            finally:
-                for frame in cached:
-                    frame.unpersist()
+            self.recent.forget(archive.archived_through, batch_figures.batch_ms)
+            # Which copies the views count: the first of each id within the batch, none an earlier batch brought.
+            committed, repeated = {}, []
+            for event_type in valid_by_type:
+                valid = valid_of_type(facts, event_type)
+                hashes = valid.column("hash").to_numpy()
+                committed[event_type] = (valid.column("handoff_bucket").to_numpy(), hashes, valid.column("event_id"))
+                skip = later_copies(valid) | copies_of(valid, self._earlier(spark, event_type, valid, bucket, batch_id))
+                if skip.any():
+                    repeated.append(positions(valid.filter(pa.array(skip))))
+            lap("dedup")
+            rows = self._view_rows(records, np.concatenate(repeated) if repeated else None, batch_id)
             lap("views")
             self.store.index_buckets({(row[0], row[1]) for row in rows})  # before the rows: a reader finds every bucket
             written = self.store.write_view_rows(rows)
             lap("cassandra")
             finished_ms = time.time() * 1000
-            valid = sum(row.rows for row in stats if row.reason is None)
+            produced = batch_figures.produced_ms
             summary = {
-                "input_rows": sum(row.rows for row in stats),
-                "valid_rows": valid,
+                "input_rows": batch_figures.rows,
+                "valid_rows": sum(valid_by_type.values()),
                 "quarantined_rows": sum(by_reason.values()),
                 "quarantine_by_reason": by_reason,
                 "view_rows": written,
                 # produced (Kafka timestamp) -> visible in Cassandra: the ages of the batch's produce-time percentiles
-                **{f"freshness_{name}_ms": int(finished_ms - whole.produced_ms[index]) for index, name in enumerate(("p50", "p95", "p99"))},
-                "freshness_max_ms": int(finished_ms - whole.oldest_ms),
-                "max_offsets": max_offsets,
+                **{f"freshness_{name}_ms": int(finished_ms - produced[index]) for index, name in enumerate(("p50", "p95", "p99"))},
+                "freshness_max_ms": int(finished_ms - batch_figures.oldest_ms),
+                "max_offsets": batch_figures.max_offsets,
             }
-            self.advance_complete_through(bucket - 1)
-            self.store.record_batch(batch_id, bucket, self.complete_through, summary)
-            for event_type, (buckets, hashes) in committed.items():
+            self.store.record_batch(batch_id, bucket, summary)
+            for event_type, (buckets, hashes, event_ids) in committed.items():
                 self.seen.add(event_type, buckets, hashes)
+                self.recent.add(batch_id, event_type, batch_figures.batch_ms, hashes, event_ids)
             self.seen.committed(batch_id, bucket)
+            self.last_batch = batch_id
+            archive.submit(Handed(batch_id, classified, valid_by_type, summary["quarantined_rows"], batch_ms))
+            handed = True
+            # Every later micro-batch has a later timestamp: the buckets before this one's are complete once the
+            # archive holds this batch.
+            archive.complete(batch_id, bucket - 1)
+            lap("handover")
             self.log(
-                f"speed: batch {batch_id} (bucket {bucket}): {summary['input_rows']} records, {valid} valid, "
+                f"speed: batch {batch_id} (bucket {bucket}): {summary['input_rows']} records, {summary['valid_rows']} valid, "
                 f"{summary['quarantined_rows']} quarantined, {written} view rows, freshness p50 {summary['freshness_p50_ms']} ms; "
                 f"seconds: {phases}"
             )
         finally:
-            classified.unpersist()
+            if not handed:
+                classified.unpersist()
 
     def _load_seen(self, spark: SparkSession, batch_id: int, bucket: int) -> None:
         """The de-duplication index for the batches before `batch_id`, from the master dataset (one scan of the horizon)."""
         self.seen.reset(batch_id)
+        self.recent.clear()
         for event_type in self.registry:
             master = delta_io.read_table(spark, delta_io.master_path(self.config.lake_root, event_type))
             if master is None:
@@ -237,14 +216,25 @@ class MicroBatchWriter:
             self.seen.add(event_type, entries.column("handoff_bucket").to_numpy(), entries.column("hash").to_numpy())
         self.log(f"speed: de-duplication index loaded for batch {batch_id}: {self.seen.size()} event ids within the horizon")
 
-    def _earlier(self, spark: SparkSession, event_type: str, path: str, hashes: np.ndarray, batch_id: int, bucket: int) -> DataFrame | None:
-        """The ids of this batch's events that an earlier batch within the horizon brought, or None when the index
-        holds none of their hashes (then Delta is not read at all)."""
+    def _earlier(self, spark: SparkSession, event_type: str, valid: pa.Table, bucket: int, batch_id: int) -> set[str]:
+        """The ids among this batch's valid events of `event_type` that an earlier batch within the horizon brought.
+        An index hit is confirmed by the ids themselves: those of recent batches from memory, and only when that does
+        not settle every hit, those of archived batches from Delta (a hash collision matches no id)."""
+        hashes = valid.column("hash").to_numpy()
         held, buckets = self.seen.held(event_type, bucket, hashes)
         if not len(held):
-            return None
-        candidates = spark.createDataFrame([(int(value),) for value in held.tolist()], "hash bigint")
-        return earlier_copies(spark.read.format("delta").load(path), batch_id, buckets, candidates)
+            return set()
+        hit = np.isin(hashes, held)
+        candidates = set(valid.column("event_id").filter(hit).to_pylist())
+        recent = self.recent.ids_with(event_type, held, batch_id) & candidates
+        if candidates <= recent:
+            return recent
+        master = delta_io.read_table(spark, delta_io.master_path(self.config.lake_root, event_type))
+        if master is None:
+            return recent  # nothing of this type archived yet: the recent batches are all there is
+        unsettled = sorted({int(h) for h, event_id in zip(hashes[hit].tolist(), valid.column("event_id").filter(hit).to_pylist()) if event_id not in recent})
+        lookup = spark.createDataFrame([(value,) for value in unsettled], "hash bigint")
+        return recent | {row.event_id for row in earlier_copies(master, batch_id, buckets, lookup).collect()}
 
     def _send_dead_letters(self, classified: DataFrame, batch_id: int) -> None:
         """Quarantined records to the dead-letter topic too, with the reason and their origin in headers.
@@ -277,25 +267,27 @@ class MicroBatchWriter:
         finally:
             producer.close()
 
-    def _view_rows(self, unique: dict[str, DataFrame], batch_id: int) -> list[tuple]:
-        """Every view's aggregates of this batch, in one Spark job: one frame of (view, key, window, bucket, metrics)."""
-        frames = []
-        for view in self.views.values():
-            aggregated = aggregate_view(unique, view, self.registry, by_handoff_bucket=True)
-            ints, floats = metric_maps(view, {m.name: self._kinds[(view.name, m.name)] for m in view.metrics})
-            frames.append(
-                aggregated.select(
-                    "view", "key", F.unix_millis("window_start").alias("window_ms"), "handoff_bucket",
-                    shard_column(F.col("key"), self.config.view_shards).alias("shard"), ints, floats,
-                )  # fmt: skip
-            )
-        rows = []
-        for row in reduce(lambda left, right: left.unionByName(right), frames).collect():
-            start = datetime.fromtimestamp(row.window_ms / 1000, UTC)
-            ints = {name: int(value) for name, value in (row.int_metrics or {}).items() if value is not None}
-            floats = {name: float(value) for name, value in (row.float_metrics or {}).items() if value is not None}
-            rows.append((row.view, row.handoff_bucket, row.shard, row.key, start, batch_id, ints, floats))
-        return rows
+    def _view_rows(self, records: pa.Table, repeated: np.ndarray | None, batch_id: int) -> list[tuple]:
+        """The rows of `speed_views` from the batch's cells, leaving out the copies at `repeated` positions."""
+        cells = view_cells(records, repeated)
+        aggregated = aggregate_cells(cells, ["handoff_bucket"])
+        rows: dict[tuple, tuple[dict[str, int], dict[str, float]]] = {}
+        shards: dict[str, int] = {}
+        columns = [aggregated.column(name).to_pylist() for name in ("view", "handoff_bucket", "key", "window_ms", "metric", "int_value", "float_value")]
+        for view, bucket, key, window_ms, metric, int_value, float_value in zip(*columns):
+            shard = shards.get(key)
+            if shard is None:
+                shard = shards[key] = shard_of(key, self.config.view_shards)
+            ints, floats = rows.setdefault((view, bucket, shard, key, window_ms), ({}, {}))
+            if self._kinds[(view, metric)] == "int":
+                if int_value is not None:
+                    ints[metric] = int(int_value)
+            elif float_value is not None:
+                floats[metric] = float(float_value)
+        return [
+            (view, bucket, shard, key, datetime.fromtimestamp(window_ms / 1000, UTC), batch_id, ints, floats)
+            for (view, bucket, shard, key, window_ms), (ints, floats) in rows.items()
+        ]
 
 
 def _offsets(value: Any) -> dict[str, dict[str, int]]:
@@ -326,8 +318,28 @@ class SpeedJob:
         self.config = config
         self.writer = writer
         self.log = log
+        offset_log = OffsetLog(spark, config.checkpoint, config.topic)
+        progress = writer.store.progress()
+        reader = {"kafka.bootstrap.servers": ",".join(config.bootstrap_servers), **config.kafka_security.spark_options()}
+        self.archive = Archive(
+            spark,
+            offset_log=offset_log,
+            registry=writer.registry,
+            lake_root=config.lake_root,
+            app_id=lambda: writer.app_id(spark),
+            rebuild=lambda logged: kafka_batch(spark, reader, config.topic, logged, config.rules_file),
+            bucket_seconds=config.bucket_seconds,
+            publish_complete=writer.store.record_complete_through,
+            complete_through=progress.complete_through if progress and progress.complete_through is not None else -1,
+            interval_seconds=config.archive_seconds,
+            max_pending_rows=config.archive_max_pending_rows,
+            log=log,
+        )
+        writer.archive = self.archive
+        writer.offset_log = offset_log
         self._stop = threading.Event()
         self._recorded: set[int] = set()
+        self._replay_pending = True
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
@@ -337,7 +349,7 @@ class SpeedJob:
         # that a crash left uncommitted (its progress reporter dereferences a missing latest offset).
         writer = kafka_stream(self.spark, self.config).writeStream.foreachBatch(self.writer)
         writer = writer.option("checkpointLocation", self.config.checkpoint).queryName("braid-speed")
-        return writer.trigger(processingTime=f"{self.config.trigger_seconds} seconds").start()
+        return writer.trigger(processingTime=f"{int(self.config.trigger_seconds * 1000)} milliseconds").start()
 
     def _end_offsets(self) -> dict[str, int]:
         from kafka import KafkaConsumer, TopicPartition
@@ -375,61 +387,90 @@ class SpeedJob:
             if batch_id is None or batch_id in self._recorded or not progress.get("numInputRows"):
                 continue
             self._recorded.add(batch_id)
+            durations = progress.get("durationMs", {})
+            self.log(f"speed: batch {batch_id} took {durations.get('triggerExecution')} ms, of which Spark's own: " + ", ".join(
+                f"{name} {durations[name]}" for name in ("latestOffset", "queryPlanning", "getBatch", "walCommit", "commitOffsets") if name in durations))
             try:
                 self.writer.store.record_timing(batch_id, progress, _lag(progress))
             except Exception as error:  # metrics are best effort; the data path has its own guarantees
                 self.log(f"speed: could not record timing of batch {batch_id}: {error}")
 
     def _mark_complete_until_now(self, now_ms: float) -> None:
-        # Any batch that starts after `now_ms` gets a later timestamp, so every bucket before now's is complete.
+        # Any batch that starts after `now_ms` gets a later timestamp, so every bucket before now's is complete once
+        # the batches the view path finished are archived.
         bucket = int(now_ms // (self.config.bucket_seconds * 1000)) - 1
-        if self.writer.advance_complete_through(bucket):
-            self.writer.store.record_complete_through(bucket)
+        archive = self.writer.archive
+        archive.complete(self.writer.last_batch if self.writer.last_batch is not None else archive.archived_through, bucket)
 
     def _mark_idle(self, query) -> None:
         now_ms = time.time() * 1000  # read before the status: a trigger starting after this gets a later timestamp
-        if not query.status.get("isTriggerActive"):
+        # A batch replayed after a restart keeps its old timestamp: not before the first trigger of this run then.
+        if (query.lastProgress is not None or not self._replay_pending) and not query.status.get("isTriggerActive"):
             self._mark_complete_until_now(now_ms)
+
+    def _begin(self):
+        """Archive what the last run left, then start the view query (the index is reloaded by its first batch)."""
+        self.writer.seen.reset(-1)
+        self.archive.stop()
+        self.archive.recover()
+        planned, finished = self.archive.offset_log.last_planned(), self.archive.offset_log.last_committed()
+        self._replay_pending = planned is not None and planned != finished
+        self.archive.start()
+        return self._start()
 
     def run(self, *, once: bool = False, max_restarts: int | None = None, backoff_seconds: float = 5.0) -> None:
         restarts = 0
         targets = self._end_offsets() if once else {}
-        while not self._stop.is_set():
-            try:
-                query = self._start()
-            except Exception as error:
-                query, failure = None, error
-            else:
-                failure = None
-                while query.isActive and not self._stop.is_set():
-                    try:
-                        query.awaitTermination(1.0)
-                    except StreamingQueryException:
-                        break  # handled below, from query.exception()
-                    self._record_progress(query)
-                    if once and self._reached(query, targets):
-                        query.stop()
-                        break
-                    if not once:
+        try:
+            while not self._stop.is_set():
+                try:
+                    query = self._begin()
+                except Exception as error:
+                    query, failure = None, error
+                else:
+                    failure = None
+                    while query.isActive and not self._stop.is_set():
                         try:
-                            self._mark_idle(query)
+                            query.awaitTermination(0.25)
+                        except StreamingQueryException:
+                            break  # handled below, from query.exception()
+                        try:
+                            # A failed archive commit fails the next micro-batch; with no input there is none, and
+                            # the failure must not wait for the next event to be seen and retried.
+                            self.archive.check()
                         except Exception as error:
-                            self.log(f"speed: could not record progress: {error}")
-                if self._stop.is_set() and query.isActive:
-                    query.stop()
-                failure = query.exception()
-                self._record_progress(query)
-            if failure is None:
-                if once:
-                    self._mark_complete_until_now(time.time() * 1000)  # the query has stopped: nothing is in flight
-                return
-            restarts += 1
-            message = storage_failure(failure) or failure_summary(failure)
-            if max_restarts is not None and restarts > max_restarts:
-                raise BraidError(f"speed: the query failed {restarts} times; last: {message}")
-            self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
-            self._stop.wait(backoff_seconds)
-
+                            failure = error
+                            query.stop()
+                            break
+                        self._record_progress(query)
+                        if once and self._reached(query, targets):
+                            query.stop()
+                            break
+                        if not once:
+                            try:
+                                self._mark_idle(query)
+                            except Exception as error:
+                                self.log(f"speed: could not record progress: {error}")
+                    if self._stop.is_set() and query.isActive:
+                        query.stop()
+                    failure = failure or query.exception()
+                    self._record_progress(query)
+                    if failure is None and once:
+                        try:
+                            self.archive.drain()
+                            self._mark_complete_until_now(time.time() * 1000)  # the query has stopped: nothing is in flight
+                        except Exception as error:
+                            failure = error
+                if failure is None:
+                    return
+                restarts += 1
+                message = storage_failure(failure) or failure_summary(failure)
+                if max_restarts is not None and restarts > max_restarts:
+                    raise BraidError(f"speed: the query failed {restarts} times; last: {message}")
+                self.log(f"speed: the query failed ({message}); restarting from the checkpoint in {backoff_seconds:.0f}s")
+                self._stop.wait(backoff_seconds)
+        finally:
+            self.archive.stop()
 
 
 def failure_summary(failure: BaseException) -> str:

@@ -20,6 +20,7 @@ from braid.spark import session_from_settings
 from schemas.contracts import default_contracts, rules
 from schemas.views import default_views
 from speed import delta_io
+from speed.archive import scheduler_conf
 from speed.cassandra_io import SpeedStore
 from speed.job import MicroBatchWriter, SpeedConfig, SpeedJob, install_signal_handlers
 
@@ -46,11 +47,13 @@ def run_speed(
         dead_letter_topic=settings.dead_letter_topic if settings.speed_dead_letter else None,
         kafka_security=KafkaSecurity.from_settings(settings),
         rules_file=settings.rules_file,
+        archive_seconds=settings.speed_archive_seconds,
+        archive_max_pending_rows=settings.speed_archive_max_pending_rows,
     )
     cluster = cluster_from_settings(settings)
     try:
         store = SpeedStore(cluster.connect(settings.cassandra_keyspace))
-        spark = session_from_settings(settings, "braid-speed", extra_conf=delta_io.SPEED_SESSION_CONF)
+        spark = session_from_settings(settings, "braid-speed", extra_conf={**delta_io.SPEED_SESSION_CONF, **scheduler_conf(settings.home)})
         writer = MicroBatchWriter(config, default_contracts(), default_views(), store, log)
         job = SpeedJob(spark, config, writer, log)
         if handle_signals:

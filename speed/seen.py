@@ -18,6 +18,7 @@ horizon, exactly the rows the per-batch read used to see.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 
 class SeenIds:
@@ -70,3 +71,37 @@ class SeenIds:
 
     def size(self) -> int:
         return sum(len(held) for by_bucket in self._hashes.values() for held in by_bucket.values())
+
+
+class RecentIds:
+    """The event ids themselves, with their hashes, of the micro-batches the archive has not committed to Delta yet
+    (and of the last `keep_ms` of batches in any case): an index hit is confirmed here without reading Delta, which
+    lags the view path by design (`speed/archive.py`) and would hold a fresh batch back."""
+
+    def __init__(self, keep_ms: int) -> None:
+        self.keep_ms = keep_ms
+        self._batches: dict[tuple[int, str], tuple[int, np.ndarray, pa.Array]] = {}  # (batch, type) -> (ms, hashes, ids)
+
+    def add(self, batch_id: int, event_type: str, timestamp_ms: int, hashes: np.ndarray, ids: pa.Array) -> None:
+        self._batches[(batch_id, event_type)] = (timestamp_ms, hashes, ids)
+
+    def forget(self, archived_through: int, now_ms: int) -> None:
+        """Drop batches Delta holds that are older than `keep_ms`; every batch after `archived_through` stays."""
+        for key in [k for k, (at, _, _) in self._batches.items() if k[0] <= archived_through and at < now_ms - self.keep_ms]:
+            del self._batches[key]
+
+    def clear(self) -> None:
+        self._batches = {}
+
+    def ids_with(self, event_type: str, hashes: np.ndarray, before_batch: int) -> set[str]:
+        """The ids of `event_type` in batches before `before_batch` whose hash is among `hashes`."""
+        found: set[str] = set()
+        for (batch_id, held_type), (_, held, ids) in self._batches.items():
+            if held_type == event_type and batch_id < before_batch:
+                hit = np.isin(held, hashes)
+                if hit.any():
+                    found.update(ids.filter(pa.array(hit)).to_pylist())
+        return found
+
+    def size(self) -> int:
+        return sum(len(held) for _, held, _ in self._batches.values())

@@ -66,7 +66,8 @@ def seeded(secured_stack: SecuredStack) -> datetime:
             "input_rows": 7, "valid_rows": 7, "quarantined_rows": 0, "quarantine_by_reason": {}, "view_rows": 1,
             "freshness_p50_ms": 1, "freshness_p95_ms": 1, "freshness_p99_ms": 1, "freshness_max_ms": 1, "max_offsets": {"0": 6},
         }  # fmt: skip
-        store.record_batch(0, bucket, bucket - 1, stats)
+        store.record_batch(0, bucket, stats)
+        store.record_complete_through(bucket - 1)
     finally:
         cluster.shutdown()
     return window

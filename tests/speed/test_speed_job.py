@@ -46,6 +46,7 @@ class Stream:
             "checkpoint_root": str(tmp_path / "checkpoints"),
             "speed_max_offsets_per_trigger": max_offsets,
             "speed_trigger_seconds": 1.0,
+            "speed_archive_seconds": 2.0,  # a group of a few micro-batches per Delta commit, without a long wait
         }
         self.settings = load_settings(**self.overrides)
         cluster = cluster_from_settings(self.settings)
