@@ -415,6 +415,30 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def generator_alone(base: Settings, producers: int, work: Path, log: Callable[[str], None], count: int = 600_000) -> dict[str, Any]:
+    """The load generator's own ceiling, so that a rate the path does not sustain is not the generator's limit: the
+    same ~1 KB events and producer processes as a trial, as fast as they go, first generated only, then produced
+    through the producer library to a fresh topic that nothing consumes."""
+    from braid.generator import GeneratorConfig
+    from braid.generator_run import RunOptions, run
+    from braid.kafka import KafkaSecurity, create_topic
+
+    probe = Trial(base, 0, 0, work, producers, log, prefix="generator")
+    settings = probe.settings
+    security = KafkaSecurity.from_settings(settings)
+    create_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=settings.topic_partitions, replication=1, security=security)
+    config = GeneratorConfig(seed=1, count=count, start=datetime.now(UTC), nominal_rate=20_000.0, event_bytes=EVENT_BYTES,
+                             duplicate_fraction=0.01, malformed_fraction=0.005)  # fmt: skip
+    figures: dict[str, Any] = {"producer_processes": producers, "events": count}
+    for name, servers in (("generate_only", None), ("to_kafka", settings.kafka_bootstrap_servers)):
+        options = RunOptions(rate=None, bootstrap_servers=servers, topic=settings.events_topic, manifest_dir=None, kafka_security=security)
+        summary = run(config, options, processes=producers, log=lambda message: None)
+        figures[f"{name}_events_per_second"] = round(summary.produced / summary.seconds) if summary.seconds else None
+    log(f"bench: the generator alone, {producers} processes: {figures['generate_only_events_per_second']:,} events/s generated, "
+        f"{figures['to_kafka_events_per_second']:,} events/s produced to Kafka")  # fmt: skip
+    return figures
+
+
 def bench_ingest(
     base: Settings,
     *,
@@ -431,6 +455,7 @@ def bench_ingest(
     work = base.home / "bench" / "ingest"
     work.mkdir(parents=True, exist_ok=True)
     trials: list[dict[str, Any]] = []
+    alone = generator_alone(base, producers, work, log)
 
     def trial(rate: int, seconds: float, phase: str) -> dict[str, Any]:
         result = Trial(base, rate, seconds, work, producers, log).run()
@@ -442,7 +467,7 @@ def bench_ingest(
             f"drain {result['drain_seconds']} s), freshness p50/p95/p99 {result['freshness_ms']['p50']}/"
             f"{result['freshness_ms']['p95']}/{result['freshness_ms']['p99']} ms"
         )
-        _write(output, base, trials, None, probe_seconds, sustain_seconds, producers)
+        _write(output, base, trials, None, probe_seconds, sustain_seconds, producers, alone)
         return result
 
     for rate in rates or []:  # freshness at named rates first, each on a fresh job
@@ -470,7 +495,7 @@ def bench_ingest(
                 trial(max(100, int(sustained * fraction)), probe_seconds, "freshness")
         for _ in range(repeats - 1):
             trial(sustained, probe_seconds, "freshness")
-    return _write(output, base, trials, sustained, probe_seconds, sustain_seconds, producers)
+    return _write(output, base, trials, sustained, probe_seconds, sustain_seconds, producers, alone)
 
 
 def freshness_by_rate(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -487,7 +512,7 @@ def freshness_by_rate(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _write(output: Path, base: Settings, trials, sustained, probe_seconds, sustain_seconds, producers) -> dict[str, Any]:
+def _write(output: Path, base: Settings, trials, sustained, probe_seconds, sustain_seconds, producers, alone=None) -> dict[str, Any]:
     from braid.bench_report import machine, versions
 
     held = [trial for trial in trials if trial["phase"] == "sustain" and trial["sustained"]]
@@ -506,6 +531,7 @@ def _write(output: Path, base: Settings, trials, sustained, probe_seconds, susta
             "sustain_seconds": sustain_seconds,
         },
         "target": {"events_per_second": TARGET_EVENTS_PER_SECOND, "freshness_ms": TARGET_FRESHNESS_MS},
+        "generator_alone": alone,
         "sustained_rate": sustained,
         "sustained_run": {key: value for key, value in held[-1].items() if key != "lag_series"} if held else None,
         "gap": round(TARGET_EVENTS_PER_SECOND / sustained, 1) if sustained else None,

@@ -114,6 +114,11 @@ def markdown(ingest, batch, serving) -> str:
             lines.append(
                 f"| {_fmt(row['rate'])} | {row['runs']} | {_seconds(row['freshness_p50_ms'])} | {_seconds(row['freshness_p95_ms'])} | {_seconds(row['freshness_p99_ms'])} |"
             )
+        alone = ingest.get("generator_alone")
+        if alone:
+            lines += ["", f"The load generator alone, {alone['producer_processes']} processes with nothing consuming:"
+                      f" {_fmt(alone['generate_only_events_per_second'])} events/s generated,"
+                      f" {_fmt(alone['to_kafka_events_per_second'])} events/s produced to Kafka."]  # fmt: skip
         held = ingest.get("sustained_run")
         if ingest.get("sustained_rate"):
             lines += ["", f"Highest sustained rate: **{_fmt(ingest['sustained_rate'])} events/s** for {_fmt(held['seconds'])} s"

@@ -67,6 +67,7 @@ def _reports() -> tuple[dict, dict, dict]:
         "settings": {"producer_processes": 2, "topic_partitions": 6},
         "target": {"events_per_second": 83000, "freshness_ms": 5000},
         "sustained_rate": 7000, "gap": 11.9,
+        "generator_alone": {"producer_processes": 2, "events": 600000, "generate_only_events_per_second": 51234, "to_kafka_events_per_second": 23456},
         "sustained_run": {"seconds": 300, "lag_max_events": 61234, "drain_seconds": 12.5, "freshness_ms": {"p50": 9100, "p95": 14200, "p99": 15800},
                           "peak_memory_mib": {"kafka": 700.4, "cassandra": 2900.0, "spark_driver_jvm": 1500.2, "speed_python": 420.0, "api": 150.3}},
         "freshness_by_rate": [{"rate": 1750, "runs": 3, "freshness_p50_ms": 6100.0, "freshness_p95_ms": 8000.0, "freshness_p99_ms": 8800.0},
@@ -120,6 +121,7 @@ def test_build_writes_charts_table_summary_and_embeds_in_the_readme(tmp_path) ->
     assert "| 10,000,000 | 3 | 36.0 s | 277,778 | 4.5 s |" in table
     assert f"| series | 8 | {round(140.5)} | 59 ms | 140 ms |" in table  # whole numbers from 100 up
     assert "spark driver jvm 1,500" in table
+    assert "2 processes with nothing consuming: 51,234 events/s generated, 23,456 events/s produced to Kafka" in table
     text = readme.read_text()
     assert "stale table" not in text and table in text
     assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{README_END}\nafter\n")
