@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     speed_trigger_seconds: float = Field(default=0.25, ge=0, le=3600)  # the view path's micro-batch interval
     speed_archive_seconds: float = Field(default=10.0, gt=0, le=3600)  # micro-batches gathered into one Delta commit
+    speed_archive_max_seconds: float = Field(default=30.0, gt=0, le=3600)  # the longest a busy lake stretches that wait
     speed_archive_max_pending_rows: int = Field(default=1_000_000, ge=1)  # back-pressure on the view path beyond this
     speed_max_offsets_per_trigger: int | None = Field(default=500_000, ge=1)
     speed_dedup_horizon_minutes: int = Field(default=60, ge=0)

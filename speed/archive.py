@@ -36,7 +36,6 @@ from speed.transforms import classify, master_rows, quarantine_rows, with_ingest
 POOL = "braid-archive"  # the fair-scheduler pool of the archive's Spark jobs (speed/fairscheduler.xml)
 RECOVERY_GROUP_BATCHES = 50
 BUSY_SHARE = 4  # the archive waits at least this many times its last group's commit time (see `_interval`)
-MAX_INTERVAL_SECONDS = 30.0  # ... but no longer than this, unless BRAID_SPEED_ARCHIVE_SECONDS asks for more
 MAX_PENDING_BATCHES = 1000  # well inside the offset log Spark keeps (spark.sql.streaming.minBatchesToRetain)
 
 
@@ -67,6 +66,7 @@ class Archive:
         publish_complete: Callable[[int], None],
         complete_through: int,
         interval_seconds: float,
+        max_interval_seconds: float,
         max_pending_rows: int,
         log: Callable[[str], None],
     ) -> None:
@@ -80,6 +80,7 @@ class Archive:
         self.publish_complete = publish_complete
         self.complete_through = complete_through
         self.interval_seconds = interval_seconds
+        self.max_interval_seconds = max_interval_seconds  # BRAID_SPEED_ARCHIVE_MAX_SECONDS; BRAID_SPEED_ARCHIVE_SECONDS wins if larger
         self.max_pending_rows = max_pending_rows
         self.log = log
         self.archived_through = -1
@@ -236,7 +237,7 @@ class Archive:
         # and they share the cores with the view path. Waiting at least BUSY_SHARE times as long as the last group
         # took keeps the archive to a fifth of a core however slow the lake, and the groups grow instead.
         # Capped, so that the master dataset (and with it the batch layer's default cutoff) is never far behind.
-        return max(self.interval_seconds, min(MAX_INTERVAL_SECONDS, BUSY_SHARE * (self.last_commit_seconds or 0.0)))
+        return max(self.interval_seconds, min(self.max_interval_seconds, BUSY_SHARE * (self.last_commit_seconds or 0.0)))
 
     def _due(self) -> bool:
         if not self._pending:

@@ -62,6 +62,7 @@ class SpeedConfig:
     kafka_security: KafkaSecurity = KafkaSecurity()  # SASL credentials for the source, the dead letters and the offsets
     rules_file: Path | None = None  # the rules the Python workers validate against (settings.rules_file)
     archive_seconds: float = 10.0  # how long the archive gathers micro-batches into one Delta commit per table
+    archive_max_seconds: float = 30.0  # the longest it stretches that wait when its commits are slow
     archive_max_pending_rows: int = 1_000_000  # the view path waits while the archive holds more (back-pressure)
 
 
@@ -332,6 +333,7 @@ class SpeedJob:
             publish_complete=writer.store.record_complete_through,
             complete_through=progress.complete_through if progress and progress.complete_through is not None else -1,
             interval_seconds=config.archive_seconds,
+            max_interval_seconds=config.archive_max_seconds,
             max_pending_rows=config.archive_max_pending_rows,
             log=log,
         )

@@ -48,6 +48,7 @@ def run_speed(
         kafka_security=KafkaSecurity.from_settings(settings),
         rules_file=settings.rules_file,
         archive_seconds=settings.speed_archive_seconds,
+        archive_max_seconds=settings.speed_archive_max_seconds,
         archive_max_pending_rows=settings.speed_archive_max_pending_rows,
     )
     cluster = cluster_from_settings(settings)

@@ -32,15 +32,15 @@ def test_speed_killed_at_random_moments_then_restarted(spark, services, tmp_path
     rng = random.Random(SEED)
     print(f"BRAID_FAULT_SEED={SEED}")
     stream = Stream(services, tmp_path, seed=71, count=3600, max_offsets=1000)
-    flow = Flow(stream, rate=30)  # 120 s of events: several handoff buckets, batches running back to back
+    flow = Flow(stream, rate=40)  # 90 s of events: many handoff buckets, batches running back to back
     log = tmp_path / "speed.log"
     flow.start()
     job = speed_process(stream, log)
     kills = []
     try:
-        # The first kill lands anywhere from the JVM's start to its first batches (a new job needs 40-50 s to its
-        # first commit); the next ones a random moment after the restarted job committed a batch of its own.
-        time.sleep(rng.uniform(5, 60))
+        # The first kill lands anywhere from the JVM's start to its first archived batches (a new job archives its
+        # first about 20 s after it starts); the next ones a random moment after the restarted job committed a batch.
+        time.sleep(rng.uniform(5, 30))
         kills.append(_last_batch(stream))
         kill_9(job)
         for _ in range(2):

@@ -47,6 +47,7 @@ class Stream:
             "speed_max_offsets_per_trigger": max_offsets,
             "speed_trigger_seconds": 1.0,
             "speed_archive_seconds": 2.0,  # a group of a few micro-batches per Delta commit, without a long wait
+            "speed_archive_max_seconds": 4.0,  # a fault shows and a restart recovers within seconds, not 30
         }
         self.settings = load_settings(**self.overrides)
         cluster = cluster_from_settings(self.settings)
