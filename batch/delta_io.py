@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+
+from braid.errors import BraidError
 
 APP_ID = "braid-batch"
 
@@ -15,6 +19,22 @@ def master_path(lake_root: str, event_type: str) -> str:
 
 def view_path(lake_root: str, view_name: str) -> str:
     return f"{lake_root}/views/{view_name}"
+
+
+def probe_writable(lake_root: str) -> None:
+    """Refuse in a moment, before a Spark driver starts, a run whose view tables could not be written: a lake on a
+    local disk gone read-only (or without permission) would otherwise fail only after the whole recompute. A lake
+    behind a URI (s3a://, hdfs://) is left to Spark: a probe there costs a request and proves little."""
+    if "://" in lake_root and not lake_root.startswith("file:"):
+        return
+    views = Path(lake_root.removeprefix("file://").removeprefix("file:")) / "views"
+    probe = views / f".braid-write-probe-{os.getpid()}"
+    try:
+        views.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise BraidError(f"storage: cannot create {probe} ({error.strerror})") from None
 
 
 def latest_version(spark: SparkSession, path: str) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.delta_io import probe_writable
 from batch.job import SPARK_STAGES, batch_context, new_run_id, record_of_run, run_all, run_stage
 from batch.maintenance import compact_and_vacuum, retire_versions
 from batch.stages import FULL, INCREMENTAL, QualityGateFailed
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     try:
+        if args.command != "retire-versions":  # the others write Delta tables
+            probe_writable(settings.lake_root)
         with batch_context(settings) as context:
             spark = session_from_settings(settings, f"braid-batch-{args.stage or args.command}")
             if args.command == "run":

@@ -30,6 +30,7 @@ from schemas.views import View
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 import great_expectations as gx  # noqa: E402
+from great_expectations.core.result_format import ResultFormat  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.expectations import Expectation  # noqa: E402
 
@@ -165,8 +166,13 @@ def validate(frame: DataFrame, suite: str, expectations: list[Expectation], proj
             context = gx.get_context(mode="file", project_root_dir=root)
             # GE draws tqdm bars unless the project turns them off; they would fill the job's log.
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-            checkpoint = _checkpoint(context, suite, expectations)
-            result = checkpoint.run(batch_parameters={"dataframe": frame})
+            # Pass or fail first: GE's default (SUMMARY) spends a Spark query per expectation collecting example rows
+            # even when there are none, half of a small snapshot's validation. A failed suite runs again for them
+            # (both runs are kept in the Data Docs).
+            result = _checkpoint(context, suite, expectations, suite, ResultFormat.BOOLEAN_ONLY).run(batch_parameters={"dataframe": frame})
+            if not result.success:
+                details = _checkpoint(context, suite, expectations, f"{suite}-details", ResultFormat.SUMMARY)
+                result = details.run(batch_parameters={"dataframe": frame})
             docs_index = _docs_index(context)
     finally:
         if not was_cached:
@@ -188,8 +194,8 @@ def _project_lock(root: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _checkpoint(context, suite_name: str, expectations: list[Expectation]) -> gx.Checkpoint:
-    """The suite's checkpoint, reusing what the project already holds; a changed suite is rewritten in place."""
+def _checkpoint(context, suite_name: str, expectations: list[Expectation], name: str, result_format: ResultFormat) -> gx.Checkpoint:
+    """A checkpoint of the suite, reusing what the project already holds; a changed suite is rewritten in place."""
     # Fetch before add everywhere: GE's add raises on an existing name, and add_or_update replaces a datasource
     # together with all its assets.
     try:
@@ -221,10 +227,16 @@ def _checkpoint(context, suite_name: str, expectations: list[Expectation]) -> gx
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
         )
-    if suite_name in {each.name for each in context.checkpoints.all()}:
-        return context.checkpoints.get(suite_name)
+    if name in {each.name for each in context.checkpoints.all()}:
+        checkpoint = context.checkpoints.get(name)
+        if getattr(checkpoint.result_format, "value", checkpoint.result_format) != result_format.value:
+            checkpoint.result_format = result_format  # a project from before the format was chosen
+            checkpoint.save()
+        return checkpoint
     docs = gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")
-    return context.checkpoints.add(gx.Checkpoint(name=suite_name, validation_definitions=[definition], actions=[docs]))
+    return context.checkpoints.add(
+        gx.Checkpoint(name=name, validation_definitions=[definition], actions=[docs], result_format=result_format)
+    )
 
 
 def _identities(expectations) -> set[str]:

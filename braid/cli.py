@@ -382,6 +382,7 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 def _batch_run(args: argparse.Namespace) -> int:
+    from batch.delta_io import probe_writable
     from batch.job import batch_context, new_run_id, run_all
     from batch.stages import FULL, INCREMENTAL
     from braid.jvm import ensure_jars
@@ -389,6 +390,7 @@ def _batch_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     ensure_jars(settings.jar_cache)
+    probe_writable(settings.lake_root)
     with batch_context(settings) as context:
         spark = session_from_settings(settings, "braid-batch")
         record = run_all(spark, context, args.run_id or new_run_id(), args.cutoff, INCREMENTAL if args.incremental else FULL)

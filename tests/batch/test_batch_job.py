@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from batch.cassandra_io import PUBLISHED, RETIRED, SUPERSEDED, VersionRecord
-from batch.job import batch_context, new_run_id, run_all
-from batch.stages import FULL, INCREMENTAL, QualityGateFailed
+from batch.job import SPARK_STAGES, batch_context, new_run_id, run_all, run_stage
+from batch.stages import FULL, INCREMENTAL, QualityGateFailed, pick_cutoff
+from batch.submit import spark_submit_command
 from braid.cassandra import cluster_from_settings
 from schemas.contracts import rules
 from schemas.views import default_views
@@ -176,8 +177,14 @@ def test_a_publish_killed_half_way_then_rerun_only_ever_serves_whole_versions(sp
             time.sleep(0.2)
 
     before = lake.served()[0]
-    env = {**os.environ, **lake.stream.env, "BRAID_BATCH_PUBLISH_CONCURRENCY": "1"}
-    command = [sys.executable, "-m", "braid.cli", "batch", "run", "--cutoff", str(lake.cutoff_b), "--run-id", "killed-run"]
+    # The stages before the publish in this process, then the publish alone as the DAG submits it, killed half-way.
+    with batch_context(lake.settings, log=lambda m: None) as context:
+        record = pick_cutoff(context, "killed-run", lake.cutoff_b, FULL)
+        for stage in SPARK_STAGES[:-1]:
+            record = run_stage(spark, context, stage, record)
+    assert SPARK_STAGES[-1] == "publish"
+    env = {**os.environ, **lake.stream.env, "BRAID_BATCH_PUBLISH_CONCURRENCY": "1", "PYSPARK_PYTHON": sys.executable}  # a slow publish
+    command = spark_submit_command(lake.settings, ["stage", "publish", "--run-id", "killed-run"])
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
