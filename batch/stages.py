@@ -16,7 +16,7 @@ from functools import reduce
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batch import delta_io, quality
+from batch import delta_io
 from batch.cassandra_io import (
     PUBLISHED,
     PUBLISHING,
@@ -130,6 +130,8 @@ def _cutoffs(context: BatchContext, record: VersionRecord) -> int | None:
 def validate_snapshot(spark: SparkSession, context: BatchContext, record: VersionRecord) -> VersionRecord:
     """Pin the master dataset's Delta versions for this version, then run the snapshot suites over the de-duplicated
     events it adds (all of them in full mode, those since the previous cutoff in incremental mode)."""
+    from batch import quality  # Great Expectations takes ~3 s to import: only the gates' stages pay it
+
     if _done(record):
         return record
     if not record.snapshot:
@@ -196,6 +198,8 @@ def _view_frame(spark: SparkSession, context: BatchContext, record: VersionRecor
 def validate_views(spark: SparkSession, context: BatchContext, record: VersionRecord) -> VersionRecord:
     """Each view's suite: counts never negative, one row per (key, window), and each count metric's total equal to
     the number of distinct covered events the view's filter keeps, counted straight from the snapshot."""
+    from batch import quality  # Great Expectations takes ~3 s to import: only the gates' stages pay it
+
     if _done(record):
         return record
     master = _master(spark, context, record.snapshot)
