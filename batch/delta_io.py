@@ -51,11 +51,13 @@ def read_at(spark: SparkSession, path: str, version: int) -> DataFrame:
     return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
-def write_view_table(frame: DataFrame, path: str, *, batch_version: int, cutoff: int) -> int:
-    """Replace the view table by this batch version's rows; returns the Delta version holding them.
+def write_view_table(frame: DataFrame, path: str, *, batch_version: int, cutoff: int) -> tuple[int, int]:
+    """Replace the view table by this batch version's rows; returns the Delta version holding them and their number.
 
     Idempotent: Delta skips a write whose (application id, batch version) it has already committed, and the version
-    is then found again in the table's history by the metadata the first write left."""
+    is then found again in the table's history by the metadata the first write left. The number of rows is the
+    commit's own `numOutputRows` (the overwrite wrote every row of the version), so the table is not read back to
+    count it; a table whose history keeps no metrics is counted."""
     from delta.tables import DeltaTable
 
     spark = frame.sparkSession
@@ -69,10 +71,11 @@ def write_view_table(frame: DataFrame, path: str, *, batch_version: int, cutoff:
         .option("userMetadata", metadata)
         .save(path)
     )
-    history = DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata").collect()
+    history = DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics").collect()
     for row in history:
         if row.userMetadata == metadata:
-            return row.version
+            written = (row.operationMetrics or {}).get("numOutputRows")
+            return row.version, int(written) if written is not None else read_at(spark, path, row.version).count()
     raise RuntimeError(f"{path}: no commit of batch version {batch_version} in the table's recent history")
 
 

@@ -9,7 +9,7 @@ in an earlier batch), so the two layers agree on every event's window at the han
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import reduce
 
 from pyspark.sql import DataFrame
@@ -93,11 +93,17 @@ def incremental_view_rows(
     return kept.unionByName(view_rows(recomputed, view, registry).select(*previous.columns))
 
 
-def expected_counts(covered_by_type: Mapping[str, DataFrame], view: View) -> DataFrame:
-    """The number of distinct covered events the view counts, computed without grouping by key or window: what the
-    quality gate reconciles each count metric's total with. One row, one column `events`."""
+def expected_counts(covered_by_type: Mapping[str, DataFrame], views: Sequence[View]) -> DataFrame:
+    """The number of distinct covered events each view counts, computed without grouping by key or window: what the
+    quality gate reconciles each count metric's total with. One row, one column per view (its name).
+
+    One aggregate per event type for all the views at once: every view filters the same first copies."""
     totals = []
-    for source in view.sources:
-        firsts = first_copies(covered_by_type[source].select("event_id", "payload", *ARRIVAL_ORDER))
-        totals.append(firsts.where(view_filter(view)).select(F.count(F.lit(1)).alias("events")))
-    return reduce(lambda left, right: left.unionByName(right), totals).agg(F.sum("events").alias("events"))
+    for source, frame in covered_by_type.items():
+        if not any(source in view.sources for view in views):
+            continue
+        firsts = first_copies(frame.select("event_id", "payload", *ARRIVAL_ORDER))
+        totals.append(firsts.agg(*[
+            (F.count_if(view_filter(view)) if source in view.sources else F.lit(0)).cast("bigint").alias(view.name) for view in views
+        ]))  # fmt: skip
+    return reduce(lambda left, right: left.unionByName(right), totals).agg(*[F.sum(view.name).alias(view.name) for view in views])

@@ -112,6 +112,10 @@ def lake(services, spark, tmp_path_factory) -> Lake:
     return lake
 
 
+def rows_per_view(expected: dict) -> dict[str, int]:
+    return {name: sum(1 for key in expected if key[0] == name) for name in default_views()}
+
+
 def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(lake: Lake) -> None:
     first = lake.first
     assert first.record.state == PUBLISHED and first.record.cutoff == lake.cutoff_a
@@ -124,6 +128,8 @@ def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(lake: Lake) -
     # the Delta view tables hold the same version, time-travel-able by the Delta version the record names
     assert first.view_table_versions == {first.record.version}
     assert first.view_table_rows == sum(1 for key in rows if key[0] == "payments_by_merchant")
+    # the rows the record counts (from each view table's commit) are the oracle's, view by view
+    assert first.record.view_rows == rows_per_view(lake.expected(lake.sent_a))
 
 
 def test_incremental_equals_full(spark, lake: Lake) -> None:
@@ -136,7 +142,9 @@ def test_incremental_equals_full(spark, lake: Lake) -> None:
         full_rows = Lake.rows(session, full.version)
         session.cluster.shutdown()
         assert context.store.version(incremental.version).state == SUPERSEDED
+        recorded = (context.store.version(incremental.version).view_rows, context.store.version(full.version).view_rows)
     assert incremental_rows == full_rows == lake.expected(3000)
+    assert recorded == (rows_per_view(lake.expected(3000)),) * 2
     assert lake.served() == (full.version, lake.cutoff_b, full_rows)
 
 
