@@ -95,7 +95,7 @@ MEMORY_TOLERANCE = (0.10, 64.0)  # (fraction of the first third's maximum, at le
 # few MiB) had a lucky low sample in their first third and were called grown by it. Every minute, for 8-9 samples
 # per third in 30 minutes.
 LIVE_HEAP_TOLERANCE = (0.25, 128.0)
-LIVE_HEAP_EVERY_SECONDS = 60.0  # a forced full collection of the driver's heap: a pause of 1-3 s a minute
+LIVE_HEAP_EVERY_SECONDS = 60.0  # a forced full collection of the driver's heap: a pause of 1-3 s a minute (default)
 # Resident sets reported, not judged: the driver JVM's follows G1's sizing of the heap (see braid/jvm/memory.py); its
 # heap after a full collection and its memory outside the heap are judged instead.
 UNJUDGED_MEMORY = frozenset({"memory.spark_driver_jvm"})
@@ -133,7 +133,7 @@ RULES = {
     "memory": f"tolerance {MEMORY_TOLERANCE[0]:.0%} of the first third's max, at least {MEMORY_TOLERANCE[1]:.0f} MiB; the Spark driver "
     "JVM by its resident memory outside the Java heap (memory.spark_driver_jvm_outside_heap) and its live heap, not its whole RSS",
     "live heap": f"live_heap.spark_driver_jvm: the heap a full collection leaves (jcmd GC.run, GC.heap_info) every "
-    f"{LIVE_HEAP_EVERY_SECONDS:.0f} s, judged by the medians of the thirds (a sample is what stays plus the micro-batch in flight): "
+    "settings.live_heap_seconds, judged by the medians of the thirds (a sample is what stays plus the micro-batch in flight): "
     f"flat when median(last third) <= median(first third) + max({LIVE_HEAP_TOLERANCE[0]:.0%}, {LIVE_HEAP_TOLERANCE[1]:.0f} MiB); "
     "the classes that grew most between the end of the first third of production and its end are reported, not judged",
     "rows": f"tolerance {ROWS_TOLERANCE[0]:.0%} of the first third's max, at least {ROWS_TOLERANCE[1]:.0f} rows",
@@ -440,6 +440,7 @@ def soak(
     full_every: int = 1,
     batch_nice: int = 0,
     sample_seconds: float,
+    live_heap_seconds: float = LIVE_HEAP_EVERY_SECONDS,
     producers: int,
     output: Path,
     log: Callable[[str], None] = print,
@@ -459,7 +460,7 @@ def soak(
     # Its own thread: in one run the memory sampler, this probe among the others, stalled from its first sample to the
     # end of production (no error counted; cause not found) and took every process's figure with it.
     outside = Sampler({"spark_driver_jvm_outside_heap": driver.outside_heap}, period=5.0)
-    heap = Sampler({"spark_driver_jvm": driver.live}, period=LIVE_HEAP_EVERY_SECONDS)
+    heap = Sampler({"spark_driver_jvm": driver.live}, period=live_heap_seconds)
     lags = Sampler({"lag": trial.lag}, period=2.0)
     tables = Sampler({"scan_seconds": sizes.sample}, period=sample_seconds)
     queries: list[tuple[float, float]] = []
@@ -546,6 +547,7 @@ def soak(
             "full_every": full_every,
             "batch_nice": batch_nice,
             "sample_seconds": sample_seconds,
+            "live_heap_seconds": live_heap_seconds,
             "event_bytes": EVENT_BYTES,
             "producer_processes": producers,
             "topic_partitions": base.topic_partitions,

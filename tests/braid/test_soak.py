@@ -192,10 +192,13 @@ def test_a_short_soak_samples_every_figure_publishes_a_version_and_loses_nothing
     from braid.soak import soak
 
     output = tmp_path / "soak.json"
-    report = soak(services, rate=50, minutes=1.5, batch_every=0.75, retire_grace=5, sample_seconds=5.0, producers=1, batch_nice=5,
-                  output=output, log=lambda message: None)  # fmt: skip
+    # A minute: a version published from its middle, the live heap sampled every 15 s rather than the default minute
+    report = soak(services, rate=50, minutes=1.0, batch_every=0.5, retire_grace=5, sample_seconds=5.0, live_heap_seconds=15.0,
+                  producers=1, batch_nice=5, output=output, log=lambda message: None)  # fmt: skip
     assert json.loads(output.read_text())["verdicts"] == report["verdicts"]
     samples = report["samples"]
+    heap_times = [at for at, _ in samples["live_heap.spark_driver_jvm"]]
+    assert len(heap_times) >= 2 and min(b - a for a, b in zip(heap_times, heap_times[1:])) >= 14, heap_times
     for figure in ("lag", "memory.kafka", "memory.cassandra", "memory.spark_driver_jvm", "memory.speed_python", "memory.api", "query_ms",
                    "memory.spark_driver_jvm_outside_heap", "live_heap.spark_driver_jvm", "forced_gc_ms.spark_driver_jvm"):
         assert samples[figure], figure

@@ -27,7 +27,7 @@ from tests.speed.test_speed_job import Stream
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.spark]
 
 RATE = 30.0  # events per second
-WARM_UP, DURING, AFTER = 300, 1500, 600  # records: before the fault, from just before it (50 s), after the batch publish
+WARM_UP, DURING, AFTER = 300, 1050, 600  # records: before the fault, from just before it (35 s), after the batch publish
 OUTAGE_SECONDS = 20.0
 UNAVAILABLE = "cassandra: no node answers; the answer cannot be read right now"
 TOP = "/v1/views/page_views_by_country/top"
