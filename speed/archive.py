@@ -2,14 +2,14 @@
 quarantine in groups, behind the fresh views and never in front of them.
 
 The view path (`speed/job.py`) classifies a micro-batch, writes its speed views and hands the classified rows here.
-Every few seconds the archive commits all it holds as one append per table, keyed for Delta by (application id, the
-group's last micro-batch): a replayed group adds nothing twice. Each row keeps what the view path saw: the
+Every few seconds the archive commits all it holds as one append per table, each commit tagged with (application
+id, the group's last micro-batch) in its commit info: a redone group adds nothing twice. Each row keeps what the view path saw: the
 micro-batch's timestamp (its handoff bucket and `ingested_at`) and its id (`speed_batch`), so the batch layer picks the
 same first copy of an event as the speed views counted.
 
 Exactly once across crashes. Before a group's appends, its range of micro-batches goes to a manifest in the
-checkpoint (`archive/<last + 1>`). On start the archive redoes the newest manifest's group (Delta skips the tables that
-already have it) and then commits every micro-batch the view query finished since, rebuilt from Kafka with the
+checkpoint (`archive/<last + 1>`). On start the archive redoes the newest manifest's group (skipping the tables whose
+history holds its tag, `delta_io.committed`) and then commits every micro-batch the view query finished since, rebuilt from Kafka with the
 offsets and timestamp of Spark's offset log (`speed/offset_log.py`): the same records, the same classification.
 
 The master dataset is complete through a handoff bucket only once every micro-batch that bucket depends on is
@@ -171,7 +171,7 @@ class Archive:
             manifest = self.offset_log.read_group(groups[-1])
             first, last = int(manifest["first"]), int(manifest["last"])
             if last >= first:
-                self._commit([self._rebuilt(batch_id) for batch_id in range(first, last + 1)], write_manifest=False)
+                self._commit([self._rebuilt(batch_id) for batch_id in range(first, last + 1)], redo=manifest)
             self.archived_through = last
         if last_committed is not None:
             for start in range(self.archived_through + 1, last_committed + 1, RECOVERY_GROUP_BATCHES):
@@ -251,32 +251,42 @@ class Archive:
 
     # --- the commits ------------------------------------------------------------------------------------------------
 
-    def _commit(self, group: list[Handed], *, write_manifest: bool = True) -> None:
+    def _commit(self, group: list[Handed], *, redo: dict | None = None) -> None:
+        """Commit a group: its manifest first, then one tagged append per table. `redo` is the manifest of a group a
+        crash may have left half-committed: a table that holds it already is skipped."""
         if not group:
             return
         started = time.perf_counter()
         first, last = group[0].batch_id, group[-1].batch_id
-        if write_manifest:
-            self.offset_log.write_group(last + 1, {"first": first, "last": last})
+        if redo is None:
+            self.offset_log.write_group(last + 1, {"first": first, "last": last, "written_ms": int(time.time() * 1000)})
         frames = [(h, h.classified) for h in group if h.classified is not None]
         app_id = self.app_id()
+
+        def append(rows: DataFrame, path: str, count: int | None) -> None:
+            if redo is None:
+                delta_io.append_tagged(rows, path, app_id=app_id, batch_id=last, rows=count)
+            elif "written_ms" not in redo:  # a group of an archive that keyed its appends by Delta transaction ids
+                delta_io.append_once(rows, path, app_id=app_id, batch_id=last, rows=count)
+            elif not delta_io.committed(self.spark, path, app_id=app_id, batch_id=last, since_ms=int(redo["written_ms"])):
+                delta_io.append_tagged(rows, path, app_id=app_id, batch_id=last, rows=count)
         try:
             if frames:
                 # A table gets no commit when the group has none of its rows (known for every micro-batch the view
-                # path handed over; a rebuilt one is appended in any case, and Delta skips what it already holds).
+                # path handed over; a rebuilt one is appended in any case, unless the table holds it already).
                 # One union of the cached batches (each carries its id), then each table's rows from it: the plan
                 # stays one scan wide however many micro-batches the group holds.
                 union = _union([with_ingestion(classified, self.bucket_seconds, h.batch_id, h.batch_ms) for h, classified in frames])
                 quarantined = _rows(group, None)
                 if quarantined != 0:
-                    delta_io.append_once(quarantine_rows(union), delta_io.quarantine_path(self.lake_root), app_id=app_id, batch_id=last, rows=quarantined)
+                    append(quarantine_rows(union), delta_io.quarantine_path(self.lake_root), quarantined)
                 for event_type, versions in self.registry.items():
                     count = _rows(group, event_type)
                     if count == 0:
                         continue
                     rows = master_rows(union, event_type, versions)
                     path = delta_io.master_path(self.lake_root, event_type)
-                    delta_io.append_once(rows, path, app_id=app_id, batch_id=last, rows=count)
+                    append(rows, path, count)
         finally:
             for _, classified in frames:
                 classified.unpersist()

@@ -3,7 +3,8 @@
 Exactly once, by construction:
 - Spark's offset log fixes each micro-batch's offsets and timestamp before it runs; a replay sees the same records
   and the same timestamp (read back from the log), so the same handoff bucket.
-- Delta appends carry (application id, batch id) (`txnAppId`/`txnVersion`): a replayed append is skipped.
+- The archive's Delta appends are tagged with (application id, the group's last batch id), and a group redone after
+  a crash skips the tables whose history holds its tag (`speed/archive.py`).
 - Speed views are computed from the rows the batch committed to Delta, de-duplicated against *earlier* batches only,
   and upserted into Cassandra keyed by batch id: a replay rewrites the same values.
 """

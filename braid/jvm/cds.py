@@ -58,7 +58,7 @@ def driver_java_options(cache: Path, enabled: bool = True) -> str | None:
 
 
 # What the warm-up driver does: the kinds of work the speed and batch jobs do (Delta appends keyed by an application
-# id, reads, aggregates and a rollup, a Python function over Arrow batches, Arrow to the driver, a micro-batch from a
+# id or tagged, reads, aggregates and a rollup, a Python function over Arrow batches, Arrow to the driver, a micro-batch from a
 # Delta stream), so that the classes they load are in the archive.
 _WARM_UP = r"""
 import sys
@@ -78,8 +78,8 @@ rows = spark.range(2000).select(
     (F.col("id") * 1.5).alias("amount"), F.current_timestamp().alias("at"), F.to_date(F.current_timestamp()).alias("day"),
 )
 table = str(work / "table")
-for batch in range(2):
-    rows.write.format("delta").mode("append").partitionBy("day").option("txnAppId", "warm-up").option("txnVersion", batch).save(table)
+rows.write.format("delta").mode("append").partitionBy("day").option("txnAppId", "warm-up").option("txnVersion", 0).save(table)  # batch
+rows.write.format("delta").mode("append").partitionBy("day").option("userMetadata", '{"app": "warm-up", "batch": 1}').save(table)  # speed
 frame = spark.read.format("delta").load(table)
 frame.rollup("bucket", "key").agg(F.count(F.lit(1)), F.sum("amount"), F.min("at"), F.percentile_approx("amount", [0.5, 0.99]),
                                   F.grouping_id()).collect()
