@@ -73,7 +73,8 @@ class _OffsetLog:
         pass
 
 
-def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("previous", [False, True], ids=["tagged", "by-an-archive-of-transaction-ids"])
+def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tmp_path: Path, previous: bool) -> None:
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
@@ -93,10 +94,12 @@ def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tm
         return classify(kafka.where((F.col("offset") >= first) & (F.col("offset") < end)), logged.timestamp_ms).persist()
 
     lake = str(tmp_path / "lake")
-    manifest = {"first": 0, "last": 1, "written_ms": now_ms - 500}
-    # The crash came after the group's quarantine commit and before its master appends.
+    # The crash came after the group's quarantine commit and before its master appends. The archive before this one
+    # wrote manifests without a time and keyed its appends by Delta transaction ids: its group is redone by them.
+    manifest = {"first": 0, "last": 1} if previous else {"first": 0, "last": 1, "written_ms": now_ms - 500}
     rebuilt = [with_ingestion(rebuild(LoggedBatch(b, timestamps[b], {}, {})), 60, b, timestamps[b]) for b in (0, 1)]
-    delta_io.append_tagged(quarantine_rows(rebuilt[0].unionByName(rebuilt[1])), delta_io.quarantine_path(lake), app_id="speed-q", batch_id=1)
+    append = delta_io.append_once if previous else delta_io.append_tagged
+    append(quarantine_rows(rebuilt[0].unionByName(rebuilt[1])), delta_io.quarantine_path(lake), app_id="speed-q", batch_id=1)
 
     def archive() -> Archive:
         return Archive(spark, offset_log=_OffsetLog(manifest, timestamps), registry=default_contracts(), lake_root=lake,
