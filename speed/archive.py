@@ -268,8 +268,12 @@ class Archive:
                 delta_io.append_tagged(rows, path, app_id=app_id, batch_id=last, rows=count)
             elif "written_ms" not in redo:  # a group of an archive that keyed its appends by Delta transaction ids
                 delta_io.append_once(rows, path, app_id=app_id, batch_id=last, rows=count)
-            elif not delta_io.committed(self.spark, path, app_id=app_id, batch_id=last, since_ms=int(redo["written_ms"])):
-                delta_io.append_tagged(rows, path, app_id=app_id, batch_id=last, rows=count)
+            else:
+                done = delta_io.committed(self.spark, path, app_id=app_id, batch_id=last, since_ms=int(redo["written_ms"]))
+                if done is None:  # the table's history no longer reaches back to the group: its rows tell
+                    done = delta_io.holds_batches(self.spark, path, {h.batch_id: h.batch_ms for h in group})
+                if not done:
+                    delta_io.append_tagged(rows, path, app_id=app_id, batch_id=last, rows=count)
         try:
             if frames:
                 # A table gets no commit when the group has none of its rows (known for every micro-batch the view

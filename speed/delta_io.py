@@ -4,6 +4,7 @@ group redone after a crash adds nothing twice."""
 from __future__ import annotations
 
 import json
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -77,9 +78,11 @@ def append_tagged(frame: DataFrame, path: str, *, app_id: str, batch_id: int, ro
 CLOCK_SKEW_MS = 3_600_000
 
 
-def committed(spark: SparkSession, path: str, *, app_id: str, batch_id: int, since_ms: int) -> bool:
+def committed(spark: SparkSession, path: str, *, app_id: str, batch_id: int, since_ms: int) -> bool | None:
     """Whether `append_tagged` committed (app_id, batch_id) to the table. Reads the history newest first, down to
-    `since_ms` (when the group's manifest was written: its commits come after it) or the writer's previous group."""
+    `since_ms` (when the group's manifest was written: its commits come after it) or the writer's previous group.
+    None when the history ends before either (Delta deletes commits past its log retention, 30 days by default, at
+    a checkpoint): `holds_batches` then looks at the rows."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -87,7 +90,7 @@ def committed(spark: SparkSession, path: str, *, app_id: str, batch_id: int, sin
         return False
     table, limit = DeltaTable.forPath(spark, path), 16
     while True:
-        commits = table.history(limit).select(F.unix_millis("timestamp").alias("ms"), "userMetadata").collect()  # newest first
+        commits = table.history(limit).select("version", F.unix_millis("timestamp").alias("ms"), "userMetadata").collect()  # newest first
         for commit in commits:
             tag = _tag(commit.userMetadata)
             if tag is not None and tag[0] == app_id:
@@ -95,8 +98,18 @@ def committed(spark: SparkSession, path: str, *, app_id: str, batch_id: int, sin
             if commit.ms < since_ms - CLOCK_SKEW_MS:
                 return False
         if len(commits) < limit:
-            return False
+            return False if not commits or commits[-1].version == 0 else None
         limit *= 4
+
+
+def holds_batches(spark: SparkSession, path: str, batches: dict[int, int]) -> bool:
+    """Whether the table holds rows of any of these micro-batches (id -> timestamp in ms). The timestamp tells them
+    from the micro-batches of the same ids of another checkpoint; both columns have statistics, so few files are read."""
+    from pyspark.sql import functions as F
+
+    rows = spark.read.format("delta").load(path)
+    match = [(F.col("speed_batch") == batch) & (F.col("ingested_at") == F.timestamp_millis(F.lit(ms))) for batch, ms in batches.items()]
+    return bool(match) and rows.where(reduce(lambda left, right: left | right, match)).limit(1).count() > 0
 
 
 def _tag(user_metadata: str | None) -> tuple[str, int] | None:

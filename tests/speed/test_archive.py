@@ -17,7 +17,7 @@ from schemas.contracts import default_contracts
 from speed import delta_io
 from speed.archive import Archive
 from speed.offset_log import LoggedBatch
-from speed.transforms import classify, quarantine_rows, with_ingestion
+from speed.transforms import classify, master_rows, quarantine_rows, with_ingestion
 
 pytestmark = pytest.mark.spark
 
@@ -40,11 +40,40 @@ def test_a_tag_is_found_behind_other_commits_and_only_for_its_writer_and_group(s
     assert delta_io.committed(spark, path, app_id="a", batch_id=4, since_ms=now_ms)  # an earlier group is in too
     assert not delta_io.committed(spark, path, app_id="a", batch_id=6, since_ms=now_ms)  # a's newest commit is an earlier group
     assert delta_io.committed(spark, path, app_id="b", batch_id=9, since_ms=now_ms)
-    assert not delta_io.committed(spark, path, app_id="c", batch_id=1, since_ms=now_ms)
+    assert delta_io.committed(spark, path, app_id="c", batch_id=1, since_ms=now_ms) is False  # the whole history read
+    # A group's commits come after its manifest: the scan stops at commits older than it (less an hour for clocks)
+    later = now_ms + delta_io.CLOCK_SKEW_MS + 600_000
+    assert delta_io.committed(spark, path, app_id="a", batch_id=5, since_ms=later) is False
     assert spark.read.format("delta").load(path).count() == 26
     history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where("userMetadata LIKE '{%'").collect()
     assert sorted(row.userMetadata for row in history) == ['{"app": "a", "batch": 5}', '{"app": "b", "batch": 9}']
     assert all(row.operationParameters.get("mode") == "Append" for row in history)
+
+
+def test_a_history_cut_by_log_retention_leaves_the_answer_to_the_rows(spark, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    path = str(tmp_path / "table")
+    now_ms = int(time.time() * 1000)
+    stamp = now_ms - 5000
+
+    def batch(speed_batch: int, ms: int):
+        return spark.range(2).select(F.lit(speed_batch).cast("bigint").alias("speed_batch"), F.timestamp_millis(F.lit(ms)).alias("ingested_at"),
+                                     F.to_date(F.current_timestamp()).alias("ingest_date"))  # fmt: skip
+
+    delta_io.append_tagged(batch(3, stamp), path, app_id="a", batch_id=3)
+    for i in range(3):
+        _rows(spark, 1, i).select(F.lit(None).cast("bigint").alias("speed_batch"), F.lit(None).cast("timestamp").alias("ingested_at"),
+                                  "ingest_date").write.format("delta").mode("append").save(path)  # fmt: skip
+    # What Delta's log cleanup leaves after a checkpoint: the commits before it are gone, the tag with them.
+    log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    log.checkpoint()
+    for commit in sorted((tmp_path / "table" / "_delta_log").glob("0000000000000000000[0-2].*")):
+        commit.unlink()
+    assert delta_io.committed(spark, path, app_id="a", batch_id=3, since_ms=now_ms - 10_000) is None
+    assert delta_io.holds_batches(spark, path, {3: stamp})
+    assert not delta_io.holds_batches(spark, path, {3: stamp + 1})  # the same id from another checkpoint
+    assert not delta_io.holds_batches(spark, path, {4: stamp})
 
 
 class _OffsetLog:
@@ -86,8 +115,8 @@ def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tm
     produced = datetime.now(UTC).replace(tzinfo=None)
     kafka = spark.createDataFrame([(r.key, r.value, "events", 0, i, produced, 0) for i, r in enumerate(records)], schema)
     now_ms = int(time.time() * 1000)
-    halves = {0: (0, 200), 1: (200, 400)}  # two micro-batches of the group, by offset
-    timestamps = {0: now_ms - 2000, 1: now_ms - 1000}
+    halves = {5: (0, 200), 6: (200, 400)}  # two micro-batches of the group, by offset
+    timestamps = {5: now_ms - 2000, 6: now_ms - 1000}
 
     def rebuild(logged: LoggedBatch):
         first, end = halves[logged.batch_id]
@@ -96,10 +125,16 @@ def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tm
     lake = str(tmp_path / "lake")
     # The crash came after the group's quarantine commit and before its master appends. The archive before this one
     # wrote manifests without a time and keyed its appends by Delta transaction ids: its group is redone by them.
-    manifest = {"first": 0, "last": 1} if previous else {"first": 0, "last": 1, "written_ms": now_ms - 500}
-    rebuilt = [with_ingestion(rebuild(LoggedBatch(b, timestamps[b], {}, {})), 60, b, timestamps[b]) for b in (0, 1)]
+    manifest = {"first": 5, "last": 6} if previous else {"first": 5, "last": 6, "written_ms": now_ms - 500}
+    rebuilt = [with_ingestion(rebuild(LoggedBatch(b, timestamps[b], {}, {})), 60, b, timestamps[b]) for b in (5, 6)]
+    union = rebuilt[0].unionByName(rebuilt[1])
+    # Before it, the master tables hold the job's previous group (no rows) and another writer's commit after that.
+    for event_type, versions in default_contracts().items():
+        nothing = master_rows(union.limit(0), event_type, versions)
+        delta_io.append_tagged(nothing, delta_io.master_path(lake, event_type), app_id="speed-q", batch_id=4)
+        nothing.write.format("delta").mode("append").save(delta_io.master_path(lake, event_type))
     append = delta_io.append_once if previous else delta_io.append_tagged
-    append(quarantine_rows(rebuilt[0].unionByName(rebuilt[1])), delta_io.quarantine_path(lake), app_id="speed-q", batch_id=1)
+    append(quarantine_rows(union), delta_io.quarantine_path(lake), app_id="speed-q", batch_id=6)
 
     def archive() -> Archive:
         return Archive(spark, offset_log=_OffsetLog(manifest, timestamps), registry=default_contracts(), lake_root=lake,
@@ -117,9 +152,9 @@ def test_a_half_committed_group_is_redone_into_the_tables_that_lack_it(spark, tm
         return master, Counter(row.reason for row in quarantine.select("reason").collect())
 
     for attempt in range(2):  # redone, then redone again (a crash right after the redo): nothing twice
-        first = archive()
-        first.recover()
-        assert first.archived_through == 1
+        redone = archive()
+        redone.recover()
+        assert redone.archived_through == 6
         assert account() == (valid, malformed), attempt
     batches = spark.read.format("delta").load(delta_io.master_path(lake, next(iter(valid)))).select("speed_batch").distinct().collect()
-    assert sorted(row.speed_batch for row in batches) == [0, 1]
+    assert sorted(row.speed_batch for row in batches) == [5, 6]
