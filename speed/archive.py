@@ -3,14 +3,15 @@ quarantine in groups, behind the fresh views and never in front of them.
 
 The view path (`speed/job.py`) classifies a micro-batch, writes its speed views and hands the classified rows here.
 Every few seconds the archive commits all it holds as one append per table, each commit tagged with (application
-id, the group's last micro-batch) in its commit info: a redone group adds nothing twice. Each row keeps what the view path saw: the
-micro-batch's timestamp (its handoff bucket and `ingested_at`) and its id (`speed_batch`), so the batch layer picks the
-same first copy of an event as the speed views counted.
+id, the group's last micro-batch) in its commit info: a redone group adds nothing twice. Each row keeps what the view
+path saw: the micro-batch's timestamp (its handoff bucket and `ingested_at`) and its id (`speed_batch`), so the batch
+layer picks the same first copy of an event as the speed views counted.
 
 Exactly once across crashes. Before a group's appends, its range of micro-batches goes to a manifest in the
 checkpoint (`archive/<last + 1>`). On start the archive redoes the newest manifest's group (skipping the tables whose
-history holds its tag, `delta_io.committed`) and then commits every micro-batch the view query finished since, rebuilt from Kafka with the
-offsets and timestamp of Spark's offset log (`speed/offset_log.py`): the same records, the same classification.
+history holds its tag, `delta_io.committed`) and then commits every micro-batch the view query finished since,
+rebuilt from Kafka with the offsets and timestamp of Spark's offset log (`speed/offset_log.py`): the same records, the
+same classification.
 
 The master dataset is complete through a handoff bucket only once every micro-batch that bucket depends on is
 archived; the archive publishes that (`pipeline_progress.complete_through`, the batch layer's default cutoff), not the
