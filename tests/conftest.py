@@ -126,6 +126,15 @@ def cassandra_session(services: Settings):
     cluster.shutdown()
 
 
+@pytest.fixture(scope="session")
+def published_lake(services, spark, tmp_path_factory):
+    """A batch version at cutoff A plus the speed rows of B (tests/published_lake.py), built once: read by the serving
+    and batch tests, forked by those that publish past it."""
+    from tests.published_lake import build
+
+    return build(services, spark, tmp_path_factory.mktemp("published-lake"))
+
+
 # The longest modules, slowest first (measured by `make test`'s --durations): the workers take them before the short
 # ones, so that both finish at about the same time instead of one starting a five-minute test at the end.
 SLOWEST_FIRST = (

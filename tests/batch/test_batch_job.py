@@ -1,5 +1,6 @@
-"""The batch layer against real Kafka, Spark/Delta and Cassandra, on a master dataset the speed layer wrote: published
-versions equal an independent aggregation of the generator's records up to the cutoff; a failed quality gate and a
+"""The batch layer against real Kafka, Spark/Delta and Cassandra, on the session's published two-part lake (a master
+dataset the speed layer wrote, tests/published_lake.py): published versions equal an independent aggregation of the
+generator's records up to the cutoff; a failed quality gate and a
 publish killed half-way leave the served version whole. The DAG under real Airflow with its default cutoff runs in
 tests/faults/test_batch_killed_in_publish.py (its publish killed, then retried; the version it publishes is checked
 against the same aggregation and traced back to the Airflow run)."""
@@ -12,112 +13,36 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from batch.cassandra_io import PUBLISHED, RETIRED, SUPERSEDED, VersionRecord
+from batch.cassandra_io import PUBLISHED, RETIRED, SUPERSEDED
 from batch.job import SPARK_STAGES, batch_context, new_run_id, run_all, run_stage
 from batch.stages import FULL, INCREMENTAL, QualityGateFailed, pick_cutoff
 from batch.submit import spark_submit_command
 from braid.cassandra import cluster_from_settings
-from schemas.contracts import rules
 from schemas.views import default_views
-from tests.speed.oracle import expected_views
-from tests.speed.test_speed_job import Stream, _wait
+from tests.published_lake import Lake
+from tests.speed.test_speed_job import _wait
 
 pytestmark = [pytest.mark.services, pytest.mark.spark]
 
 
-@dataclass(frozen=True)
-class FirstPublish:
-    """What the first version, published at A's cutoff, left: read right after its publish."""
-
-    record: VersionRecord
-    retired_through: int | None
-    speed_buckets: set[int]
-    served: tuple[int, int, dict]
-    view_table_versions: set[int]
-    view_table_rows: int
-
-
-class Lake:
-    """A master dataset in two parts the speed layer landed in different handoff buckets: A up to bucket `cutoff_a`,
-    A + B up to `cutoff_b`; the generator's records are the oracle's input."""
-
-    def __init__(self, stream: Stream, cutoff_a: int, cutoff_b: int, sent_a: int) -> None:
-        self.stream, self.cutoff_a, self.cutoff_b, self.sent_a = stream, cutoff_a, cutoff_b, sent_a
-        self.first: FirstPublish | None = None
-
-    @property
-    def settings(self):
-        return self.stream.settings
-
-    def expected(self, sent: int) -> dict:
-        distinct = list({r.event["event_id"]: r.event for r in self.stream.records[:sent] if r.event is not None}.values())
-        return expected_views(distinct, default_views())
-
-    def served(self) -> tuple[int, int, dict]:
-        """What a reader gets: the pointer, then that version's rows (view, key, window) -> metrics."""
-        cluster = cluster_from_settings(self.settings)
-        try:
-            session = cluster.connect(self.settings.cassandra_keyspace)
-            pointer = session.execute("SELECT version, cutoff FROM batch_pointer WHERE pipeline = 'views'").one()
-            return pointer.version, pointer.cutoff, self.rows(session, pointer.version)
-        finally:
-            cluster.shutdown()
-
-    @staticmethod
-    def rows(session, version: int) -> dict:
-        result = {}
-        statement = session.prepare("SELECT view_name, key, window_start, int_metrics, float_metrics FROM batch_views WHERE version = ? ALLOW FILTERING")
-        for row in session.execute(statement, (version,)):
-            start = row.window_start.replace(tzinfo=UTC)
-            result[(row.view_name, row.key, int(start.timestamp()))] = {**(row.int_metrics or {}), **(row.float_metrics or {})}
-        return result
-
-
 @pytest.fixture(scope="module")
-def lake(services, spark, tmp_path_factory) -> Lake:
-    """The two-part master dataset, and the module's first version published at A's cutoff. What that first publish
-    left is read at once (`lake.first`), before any test moves the pointer past B: the tests run in any order."""
-    from speed.main import run_speed
-
-    stream = Stream(services, tmp_path_factory.mktemp("batch"), seed=51, count=3000, max_offsets=5000)
-    quiet = {"log": lambda message: None, "max_restarts": 0, "handle_signals": False}
-    stream.produce(1600)
-    run_speed(stream.settings, once=True, **quiet)
-    cutoff_a = stream.progress().last_bucket
-    seconds = rules(stream.settings.rules_file).handoff_bucket_seconds
-    _wait(lambda: time.time() // seconds > cutoff_a, seconds + 5, "the next handoff bucket")  # B lands after A's buckets
-    stream.produce(3000)
-    run_speed(stream.settings, once=True, **quiet)
-    lake = Lake(stream, cutoff_a, stream.progress().last_bucket, 1600)
-    with batch_context(lake.settings, log=lambda m: None) as context:
-        record = run_all(spark, context, new_run_id(), lake.cutoff_a, FULL)
-        retired_through = context.store.speed_retired_through()
-    table = spark.read.format("delta").option("versionAsOf", record.view_tables["payments_by_merchant"]).load(
-        f"{lake.settings.lake_root}/views/payments_by_merchant"
-    )
-    lake.first = FirstPublish(
-        record=record,
-        retired_through=retired_through,
-        speed_buckets={row.handoff_bucket for row in stream.speed_rows()},
-        served=lake.served(),
-        view_table_versions={row.batch_version for row in table.select("batch_version").distinct().collect()},
-        view_table_rows=table.count(),
-    )
-    return lake
+def lake(published_lake: Lake, tmp_path_factory) -> Lake:
+    """The session's published two-part lake, forked: these tests publish past it (tests/published_lake.py)."""
+    return published_lake.fork(tmp_path_factory.mktemp("batch"))
 
 
 def rows_per_view(expected: dict) -> dict[str, int]:
     return {name: sum(1 for key in expected if key[0] == name) for name in default_views()}
 
 
-def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(lake: Lake) -> None:
-    first = lake.first
+def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(published_lake: Lake) -> None:
+    lake, first = published_lake, published_lake.first
     assert first.record.state == PUBLISHED and first.record.cutoff == lake.cutoff_a
     assert first.retired_through == lake.cutoff_a  # nothing older than the first version is readable
     assert first.speed_buckets and min(first.speed_buckets) > lake.cutoff_a  # A's speed rows are retired, B's are still needed
@@ -130,6 +55,7 @@ def test_full_recompute_publishes_the_exact_views_up_to_the_cutoff(lake: Lake) -
     assert first.view_table_rows == sum(1 for key in rows if key[0] == "payments_by_merchant")
     # the rows the record counts (from each view table's commit) are the oracle's, view by view
     assert first.record.view_rows == rows_per_view(lake.expected(lake.sent_a))
+    assert lake.served() == first.served  # the session's shared lake: no reader of it published past A
 
 
 def test_incremental_equals_full(spark, lake: Lake) -> None:

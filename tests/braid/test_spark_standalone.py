@@ -26,7 +26,7 @@ from batch.cassandra_io import PUBLISHED
 from batch.job import batch_context
 from braid.settings import load_settings
 from braid.spark import cluster_conf, object_store_conf
-from tests.batch.test_batch_job import Lake
+from tests.published_lake import Lake
 from tests.docker.compose_file import load_compose
 from schemas.views import default_views
 from tests.speed.oracle import expected_views, merged_speed_rows

@@ -200,7 +200,7 @@ def _pointer(stream: Stream):
 
     cluster = cluster_from_settings(stream.settings)
     try:
-        return cluster.connect(stream.name).execute("SELECT version FROM batch_pointer WHERE pipeline = 'views'").one()
+        return cluster.connect(stream.keyspace).execute("SELECT version FROM batch_pointer WHERE pipeline = 'views'").one()
     finally:
         cluster.shutdown()
 

@@ -19,23 +19,10 @@ import pytest
 
 from batch.job import batch_context
 from braid.cassandra import cluster_from_settings
-from schemas.contracts import rules
-from schemas.views import default_views
-from tests.batch.test_batch_job import Lake
-from tests.faults.recovery import assert_recovered, publish_batch, wait_for
-from tests.speed.oracle import expected_views
-from tests.speed.test_speed_job import Stream
+from tests.faults.recovery import assert_recovered, wait_for
+from tests.published_lake import Lake
 
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.spark]
-
-QUIET = {"log": lambda message: None, "max_restarts": 0, "handle_signals": False}
-SENT_A = 1500
-
-
-def _next_bucket(settings, after: int) -> None:
-    seconds = rules(settings.rules_file).handoff_bucket_seconds
-    wait_for(lambda: time.time() // seconds > after, seconds + 5, "the next handoff bucket")
-
 
 def _kill_publish_stage(airflow_pid: int) -> list[int]:
     """SIGKILL every process of the running publish spark-submit (its JVM and its Python driver) under this test's
@@ -52,44 +39,35 @@ def _kill_publish_stage(airflow_pid: int) -> list[int]:
     return victims
 
 
-def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_path: Path) -> None:
-    from speed.main import run_speed
-
-    stream = Stream(services, tmp_path, seed=72, count=3000, max_offsets=5000)
-    stream.produce(SENT_A)
-    run_speed(stream.settings, once=True, **QUIET)
-    cutoff_a = stream.progress().last_bucket
-    first = publish_batch(spark, stream, "before-the-kill", cutoff_a)
-    _next_bucket(stream.settings, cutoff_a)  # B lands in later buckets than A
-    stream.produce(3000)
-    run_speed(stream.settings, once=True, **QUIET)
-    cutoff_b = stream.progress().last_bucket
-    _next_bucket(stream.settings, cutoff_b)
-    run_speed(stream.settings, once=True, **QUIET)  # nothing new: marks B's buckets complete, the DAG's default cutoff
-
-    def truth(sent: int) -> dict:
-        return expected_views(list({r.event["event_id"]: r.event for r in stream.records[:sent] if r.event}.values()), default_views())
-
-    expected = {cutoff_a: truth(SENT_A), cutoff_b: truth(3000)}
-    assert expected[cutoff_a] != expected[cutoff_b]
+def test_publish_killed_half_way_then_retried_by_airflow(spark, published_lake: Lake, tmp_path: Path) -> None:
+    lake = published_lake.fork(tmp_path / "fork")  # A served by a version at cutoff A, B by the speed layer, B's buckets complete
+    stream, first, cutoff_a, cutoff_b = lake.stream, lake.first.record, lake.cutoff_a, lake.cutoff_b
+    expected = {cutoff_a: lake.expected(lake.sent_a), cutoff_b: lake.expected(stream.sent)}
+    assert expected[cutoff_a] != expected[cutoff_b] and lake.served()[:2] == (first.version, cutoff_a)
 
     def whole(cutoff: int) -> dict | None:
         # With short buckets the DAG's default cutoff (newest complete bucket) can be past cutoff_b; no event lands there.
         return expected[cutoff_b] if cutoff >= cutoff_b else expected.get(cutoff)
-    lake = Lake(stream, cutoff_a, cutoff_b, SENT_A)
+
     seen, problems, errors, stop = [], [], [], threading.Event()
 
     def reader() -> None:  # what a dashboard reads with its one session: the pointer, then that version's rows
+        from serving.api import _unavailable_errors
+
+        not_now = _unavailable_errors()  # what the API answers 503 for (a timeout on a loaded machine): counted
         cluster = cluster_from_settings(stream.settings)
-        session = cluster.connect(stream.settings.cassandra_keyspace)
+        session = cluster.connect(stream.keyspace)
         try:
             while not stop.is_set():
                 try:
                     pointer = session.execute("SELECT version, cutoff FROM batch_pointer WHERE pipeline = 'views'").one()
                     rows = Lake.rows(session, pointer.version)
-                except Exception as error:  # noqa: BLE001 - a timeout on a loaded machine is no answer, not a wrong one
-                    errors.append(str(error))
+                except not_now as error:
+                    errors.append(f"{type(error).__name__}: {error}")
                     continue
+                except BaseException as error:  # any other failure fails the test
+                    problems.append(f"the reader failed: {error!r}")
+                    return
                 seen.append(pointer.version)
                 if rows != whole(pointer.cutoff):
                     problems.append(f"version {pointer.version} (cutoff {pointer.cutoff}): {len(rows)} rows, not whole")
@@ -115,7 +93,7 @@ def test_publish_killed_half_way_then_retried_by_airflow(spark, services, tmp_pa
     cluster = cluster_from_settings(stream.settings)
     killed_version, victims = None, []
     try:
-        session = cluster.connect(stream.settings.cassandra_keyspace)
+        session = cluster.connect(stream.keyspace)
         newest = session.prepare("SELECT state, version FROM batch_versions WHERE pipeline = 'views' LIMIT 1")
         count = session.prepare("SELECT count(*) FROM batch_views WHERE version = ? ALLOW FILTERING")
         with open(tmp_path / "airflow.log", "wb") as out:

@@ -24,12 +24,10 @@ from schemas.contracts import rules
 from schemas.views import default_views
 from serving.main import create_serving_app, open_queries
 from tests.speed.oracle import expected_views, per_key_totals
+from tests.published_lake import SENT_A
 from tests.speed.test_speed_job import Stream, _wait
 
 pytestmark = [pytest.mark.services, pytest.mark.spark]
-
-QUIET = {"log": lambda message: None, "max_restarts": 0, "handle_signals": False}
-SENT_A = 1600
 
 
 class Scene:
@@ -59,20 +57,9 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def scene(services, spark, tmp_path_factory) -> Scene:
-    from speed.main import run_speed
-
-    stream = Stream(services, tmp_path_factory.mktemp("serving"), seed=61, count=3000, max_offsets=5000)
-    stream.produce(SENT_A)
-    run_speed(stream.settings, once=True, **QUIET)
-    cutoff_a = stream.progress().last_bucket
-    with batch_context(stream.settings, log=lambda m: None) as context:
-        run_all(spark, context, new_run_id(), cutoff_a, FULL)
-    seconds = rules(stream.settings.rules_file).handoff_bucket_seconds
-    _wait(lambda: time.time() // seconds > cutoff_a, seconds + 5, "the next handoff bucket")
-    stream.produce(3000)
-    run_speed(stream.settings, once=True, **QUIET)
-    return Scene(stream, cutoff_a)
+def scene(published_lake) -> Scene:
+    """The session's published two-part lake (tests/published_lake.py), read only."""
+    return Scene(published_lake.stream, published_lake.cutoff_a)
 
 
 def _window(point_or_time) -> int:
@@ -401,7 +388,7 @@ def _consumed(stream: Stream, through_batch: int) -> dict[int, int]:
 
     cluster = cluster_from_settings(stream.settings)
     try:
-        rows = cluster.connect(stream.name).execute("SELECT batch_id, max_offsets FROM speed_batches WHERE job = 'speed'")
+        rows = cluster.connect(stream.keyspace).execute("SELECT batch_id, max_offsets FROM speed_batches WHERE job = 'speed'")
         reach: dict[int, int] = {}
         for row in rows:
             if row.batch_id <= through_batch:

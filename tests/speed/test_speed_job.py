@@ -4,7 +4,9 @@ an independent account of the generated stream. A kill -9 of the job and a Cassa
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +35,7 @@ class Stream:
     """A generated stream produced to its own topic, with the records kept as the oracle's input."""
 
     def __init__(self, services, tmp_path: Path, seed: int, count: int, max_offsets: int, dead_letter: bool = False) -> None:
-        self.name = f"speed{uuid.uuid4().hex[:8]}"
+        self.name = self.keyspace = f"speed{uuid.uuid4().hex[:8]}"  # the topic, and the keyspace until forked
         create_topic(services.kafka_bootstrap_servers, self.name, partitions=3, replication=1)
         if dead_letter:
             create_topic(services.kafka_bootstrap_servers, f"{self.name}.dead", partitions=1, replication=1)
@@ -51,7 +53,7 @@ class Stream:
         }
         self.settings = load_settings(**self.overrides)
         cluster = cluster_from_settings(self.settings)
-        migrate(cluster.connect(), self.name, replication_map("SimpleStrategy", 1, "dc"), load_migrations())
+        migrate(cluster.connect(), self.keyspace, replication_map("SimpleStrategy", 1, "dc"), load_migrations())
         cluster.shutdown()
         config = GeneratorConfig(
             seed=seed, count=count, start=datetime.now(UTC), late_fraction=0.1, duplicate_fraction=0.05, malformed_fraction=0.04
@@ -71,19 +73,51 @@ class Stream:
         producer.close()
         self.sent = until
 
+    def fork(self, tmp_path: Path) -> Stream:
+        """This stream's state copied under a keyspace, a lake and checkpoints of its own, on the same topic and
+        records: a test that publishes past a shared lake starts from a copy in seconds rather than a rebuild."""
+        twin = copy.copy(self)
+        twin.keyspace = f"fork{uuid.uuid4().hex[:8]}"
+        roots = {"delta_root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "checkpoints")}
+        twin.overrides = {**self.overrides, "cassandra_keyspace": twin.keyspace, **roots}
+        twin.settings = load_settings(**twin.overrides)
+        shutil.copytree(self.settings.lake_root, twin.settings.lake_root)
+        shutil.copytree(self.settings.checkpoints, twin.settings.checkpoints)
+        cluster = cluster_from_settings(self.settings)
+        try:
+            session = cluster.connect()
+            migrate(session, twin.keyspace, replication_map("SimpleStrategy", 1, "dc"), load_migrations())
+            copy_keyspace(session, self.keyspace, twin.keyspace)
+        finally:
+            cluster.shutdown()
+        return twin
+
     def speed_rows(self) -> list:
         cluster = cluster_from_settings(self.settings)
         try:
-            return list(cluster.connect(self.name).execute("SELECT * FROM speed_views"))
+            return list(cluster.connect(self.keyspace).execute("SELECT * FROM speed_views"))
         finally:
             cluster.shutdown()
 
     def progress(self):
         cluster = cluster_from_settings(self.settings)
         try:
-            return cluster.connect(self.name).execute("SELECT * FROM pipeline_progress WHERE job = 'speed'").one()
+            return cluster.connect(self.keyspace).execute("SELECT * FROM pipeline_progress WHERE job = 'speed'").one()
         finally:
             cluster.shutdown()
+
+
+def copy_keyspace(session, source: str, target: str) -> None:
+    """Every row of every table of `source` into the same tables of `target` (migrated already; no counters)."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    for table in session.cluster.metadata.keyspaces[source].tables.values():
+        columns = ", ".join(f'"{name}"' for name in table.columns)
+        rows = list(session.execute(f"SELECT {columns} FROM {source}.{table.name}"))
+        insert = session.prepare(f"INSERT INTO {target}.{table.name} ({columns}) VALUES ({', '.join('?' * len(table.columns))})")
+        for ok, result in execute_concurrent_with_args(session, insert, rows, concurrency=64, raise_on_first_error=True):
+            assert ok, result
+        assert session.execute(f"SELECT count(*) FROM {target}.{table.name}").one()[0] == len(rows), table.name
 
 
 def assert_matches_the_oracle(spark, stream: Stream, views: bool = True) -> None:
