@@ -28,7 +28,7 @@ def spark_submit_command(settings: Settings, arguments: list[str]) -> list[str]:
 
     import batch.main
 
-    options = driver_java_options(settings.jar_cache, settings.spark_class_data_sharing)
+    options = driver_java_options(settings.jar_cache, settings.spark_class_data_sharing, settings.spark_driver_jvm_options)
     return [
         str(Path(_find_spark_home()) / "bin" / "spark-submit"),
         "--master", settings.spark_master,

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     spark_ui_enabled: bool = False
     # Drivers map Spark's classes from the archive `braid jars` makes (braid/jvm/cds.py): a quarter off a cold start.
     spark_class_data_sharing: bool = True
+    # More JVM options for every Spark driver Braid starts (speed job, batch stages, API-less CLI runs), after the
+    # archive's. E.g. `-XX:TieredStopAtLevel=1` where drivers live seconds on few cores (the test stack's short jobs).
+    spark_driver_jvm_options: str = Field(default="", max_length=2000)
     # On a cluster only (local[*] ignores both): each executor's heap, and the cores one application may hold. A
     # standalone master gives an application every free core unless capped, so the always-on speed job would leave
     # none for the batch runs.

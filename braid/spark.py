@@ -94,7 +94,7 @@ def session_from_settings(settings: Settings, app_name: str, extra_conf: dict[st
         shuffle_partitions=settings.spark_shuffle_partitions,
         ui_enabled=settings.spark_ui_enabled,
         extra_conf={**cluster_conf(settings), **(extra_conf or {})},
-        driver_java_options=driver_java_options(settings.jar_cache, settings.spark_class_data_sharing),
+        driver_java_options=driver_java_options(settings.jar_cache, settings.spark_class_data_sharing, settings.spark_driver_jvm_options),
     )
     # Set on the live Hadoop configuration rather than as spark.hadoop.* options: those reach the JVM as command-line
     # arguments, where any process listing would show the secret key. Spark ships this configuration with every task.

@@ -70,6 +70,10 @@ def braid_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "BRAID_CASSANDRA_KEYSPACE": "braid_test",
         "BRAID_RULES_FILE": str(rules_file),
         "BRAID_BATCH_RETRY_DELAY_SECONDS": "1",  # a retried stage under Airflow starts at once, not 30 s later
+        # The drivers the tests start as processes (speed jobs, the DAG's spark-submit stages) live seconds on two busy
+        # cores: C1 alone compiles enough of them, and C2's compile threads would take the cores the services need.
+        # The suite's own long-lived session keeps both tiers (the `spark` fixture).
+        "BRAID_SPARK_DRIVER_JVM_OPTIONS": os.environ.get("BRAID_TEST_DRIVER_JVM_OPTIONS", "-XX:TieredStopAtLevel=1"),
     }
     for name in [name for name in os.environ if name.startswith("BRAID_")]:
         del os.environ[name]
@@ -109,7 +113,7 @@ def spark(settings: Settings):
         ensure_archive(settings.jar_cache)  # made once by `make setup` (braid jars); every driver of the suite maps it
     except BraidError as error:  # the suite runs without it, slower; tests/braid/test_cds.py fails on its absence
         warnings.warn(str(error), stacklevel=1)
-    session = session_from_settings(settings, "braid-tests")
+    session = session_from_settings(settings.model_copy(update={"spark_driver_jvm_options": ""}), "braid-tests")
     yield session
     session.stop()
 

@@ -51,10 +51,12 @@ def archive_path(cache: Path) -> Path | None:
     return cache / ARCHIVE_DIR / f"spark-driver-{digest.hexdigest()[:16]}.jsa"
 
 
-def driver_java_options(cache: Path, enabled: bool = True) -> str | None:
-    """The driver JVM option that maps the archive, when sharing is enabled and a whole archive is in place."""
+def driver_java_options(cache: Path, enabled: bool = True, extra: str = "") -> str | None:
+    """The driver JVM options: the one that maps the archive, when sharing is enabled and a whole archive is in place,
+    then `extra` (the settings' `spark_driver_jvm_options`)."""
     path = archive_path(cache) if enabled else None
-    return f"-XX:SharedArchiveFile={path}" if path is not None and path.is_file() else None
+    options = [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
+    return " ".join([*options, *extra.split()]) or None
 
 
 # What the warm-up driver does: the kinds of work the speed and batch jobs do (Delta appends keyed by an application

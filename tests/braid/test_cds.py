@@ -62,6 +62,12 @@ def test_spark_submit_starts_its_driver_with_the_archive(tmp_path: Path) -> None
     assert command.index("--driver-java-options") < command.index("stage")  # an option of spark-submit, not of the stage
     disabled = spark_submit_command(settings.model_copy(update={"spark_class_data_sharing": False}), ["stage", "publish"])
     assert "--driver-java-options" not in disabled
+    # BRAID_SPARK_DRIVER_JVM_OPTIONS: after the archive's option, and alone without an archive
+    tuned = settings.model_copy(update={"spark_driver_jvm_options": " -XX:TieredStopAtLevel=1  -Xss2m "})
+    command = spark_submit_command(tuned, ["stage", "publish"])
+    assert command[command.index("--driver-java-options") + 1] == f"-XX:SharedArchiveFile={path} -XX:TieredStopAtLevel=1 -Xss2m"
+    command = spark_submit_command(tuned.model_copy(update={"spark_class_data_sharing": False}), ["stage", "publish"])
+    assert command[command.index("--driver-java-options") + 1] == "-XX:TieredStopAtLevel=1 -Xss2m"
 
 
 # A driver started from the settings, as the speed job and `braid batch run` start theirs, in a process of its own (the
