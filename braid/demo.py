@@ -82,38 +82,63 @@ def _step(log: Callable[[str], None], text: str) -> float:
     return time.monotonic()
 
 
-def _airflow_dag_run(settings: Settings, log: Callable[[str], None]) -> None:
-    home = Path(settings.home) / "airflow"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    for command in ([airflow, "db", "migrate"], [airflow, "dags", "test", "braid_batch"]):
-        # its own session, so that a run past its time is stopped with the spark-submits of its tasks
-        airflow_run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+class _Airflow:
+    """`airflow` commands for the demo's one DAG run, each in its own session so that a run past its time is stopped
+    with the spark-submits of its tasks. Its database is migrated in the background while the stream warms up (it
+    needs nothing of the stream, and a first migration takes tens of seconds), and waited for just before the run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.home = Path(settings.home) / "airflow"
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+        self.migrating = self._start("db", "migrate")
+
+    def _start(self, *arguments: str) -> tuple[list[str], subprocess.Popen, Path]:
+        command = [str(Path(sys.executable).parent / "airflow"), *arguments]
+        self.home.mkdir(parents=True, exist_ok=True)
+        output = self.home / f"demo-{'-'.join(arguments[:2])}.log"  # a file, not a pipe: no one reads it while it runs
+        with open(output, "wb") as out:
+            process = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return command, process, output
+
+    def _finish(self, started: tuple[list[str], subprocess.Popen, Path], timeout: float) -> None:
+        command, process, output = started
         try:
-            output, _ = airflow_run.communicate(timeout=DAG_RUN_TIMEOUT_SECONDS)
+            process.wait(timeout=timeout)
         except BaseException as stopped:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(airflow_run.pid, signal.SIGKILL)
-            airflow_run.communicate()
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             if isinstance(stopped, subprocess.TimeoutExpired):
-                raise BraidError(f"demo: airflow {' '.join(command[1:])} did not end in {DAG_RUN_TIMEOUT_SECONDS} s (task logs under {home})") from None
+                raise BraidError(f"demo: airflow {' '.join(command[1:])} did not end in {timeout:.0f} s (output in {output})") from None
             raise
-        if airflow_run.returncode != 0:
-            last = output.strip().splitlines()[-1:] or ["no output"]
-            raise BraidError(f"demo: airflow {' '.join(command[1:])} failed (exit {airflow_run.returncode}): {last[0]} (task logs under {home})")
-    from batch.job import batch_context
+        if process.returncode != 0:
+            last = output.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise BraidError(f"demo: airflow {' '.join(command[1:])} failed (exit {process.returncode}): {last[0]} (output in {output})")
 
-    with batch_context(settings, log=lambda m: None) as context:
-        pointer = context.store.pointer()
-        record = context.store.version(pointer.version) if pointer else None
-    if record is not None:
-        log(f"demo: Airflow ran braid_batch: version {record.version} published, cutoff bucket {record.cutoff}, "
-            f"{record.events} events, {sum(record.view_rows.values())} view rows (logs under {home})")
+    def stop(self) -> None:
+        """The migration, if the demo ends before the DAG run waited for it."""
+        process = self.migrating[1]
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def run_dag(self, settings: Settings, log: Callable[[str], None]) -> None:
+        self._finish(self.migrating, DAG_RUN_TIMEOUT_SECONDS)
+        self._finish(self._start("dags", "test", "braid_batch"), DAG_RUN_TIMEOUT_SECONDS)
+        from batch.job import batch_context
+
+        with batch_context(settings, log=lambda m: None) as context:
+            pointer = context.store.pointer()
+            record = context.store.version(pointer.version) if pointer else None
+        if record is not None:
+            log(f"demo: Airflow ran braid_batch: version {record.version} published, cutoff bucket {record.cutoff}, "
+                f"{record.events} events, {sum(record.view_rows.values())} view rows (logs under {self.home})")
 
 
 def run_demo(settings: Settings, *, minutes: float = 2.0, rate: float = 500.0, keep: bool = False, log: Callable[[str], None] = print) -> bool:
@@ -185,19 +210,27 @@ def _stream_batch_and_check(settings: Settings, queries, minutes: float, rate: f
     views = default_views()
     stream = _Stream(settings, rate, minutes * 60)
     window_start = datetime.now(UTC) - timedelta(hours=4)
-    stream.start()
-    log(f"demo: the generator streams {len(stream.records):,} records at {rate:.0f}/s for {minutes:g} min (late, re-sent and malformed ones included)")
+    airflow = _Airflow(settings)
+    try:
+        stream.start()
+        log(f"demo: the generator streams {len(stream.records):,} records at {rate:.0f}/s for {minutes:g} min (late, re-sent and malformed ones included)")
+        return _stream_and_check(settings, queries, stream, airflow, views, window_start, log)
+    finally:
+        airflow.stop()
+
+
+def _stream_and_check(settings: Settings, queries, stream: _Stream, airflow: _Airflow, views, window_start: datetime, log) -> bool:
     batch_done = False
     while stream.is_alive():
         time.sleep(15)
         _report(queries, stream, log)
         if not batch_done and stream.sent >= len(stream.records) // 2 and _has_complete_data(queries):
             log("demo: half-way: Airflow runs the batch DAG once (snapshot gate, recompute, views gate, publish)")
-            _airflow_dag_run(settings, log)
+            airflow.run_dag(settings, log)
             batch_done = True
     if not batch_done:
         log("demo: the speed layer has no complete bucket yet; Airflow runs the batch DAG now")
-        _airflow_dag_run(settings, log)
+        airflow.run_dag(settings, log)
     if stream.error:
         raise BraidError(f"demo: producing failed: {stream.error}")
     _step(log, "all records produced; waiting for the speed layer to read them")
