@@ -61,6 +61,7 @@ class _Stream(threading.Thread):
 
 
 DEMO_KEYSPACE = "braid_demo"
+REPORT_SECONDS = 15
 CATCH_UP_SECONDS = 300  # for the speed layer to read the last records after the generator stops
 DAG_RUN_TIMEOUT_SECONDS = 900  # one `airflow dags test braid_batch`: a few minutes on 2 cores; a hung run fails the demo
 
@@ -220,10 +221,12 @@ def _stream_batch_and_check(settings: Settings, queries, minutes: float, rate: f
 
 
 def _stream_and_check(settings: Settings, queries, stream: _Stream, airflow: _Airflow, views, window_start: datetime, log) -> bool:
-    batch_done = False
+    batch_done, reported = False, time.monotonic()
     while stream.is_alive():
-        time.sleep(15)
-        _report(queries, stream, log)
+        time.sleep(3)  # the DAG starts within seconds of the first complete bucket; the figures print every 15 s
+        if time.monotonic() - reported >= REPORT_SECONDS:
+            _report(queries, stream, log)
+            reported = time.monotonic()
         if not batch_done and stream.sent >= len(stream.records) // 2 and _has_complete_data(queries):
             log("demo: half-way: Airflow runs the batch DAG once (snapshot gate, recompute, views gate, publish)")
             airflow.run_dag(settings, log)
