@@ -52,7 +52,7 @@ def test_spark_submit_starts_its_driver_with_the_archive(tmp_path: Path) -> None
     cache = _ready_cache(tmp_path / "jars")
     (cache / "spark").mkdir()
     (cache / "spark" / "delta-spark_4.1_2.13-4.4.0.jar").write_bytes(b"")
-    settings = Settings(jars_dir=cache)
+    settings = Settings(jars_dir=cache, spark_driver_jvm_options="")  # not the test stack's options, whatever ran first
     assert "--driver-java-options" not in spark_submit_command(settings, ["stage", "publish"])
     path = archive_path(cache)
     path.parent.mkdir()
